@@ -1,0 +1,72 @@
+"""Stage 2 loss terms. Shapes: h [B, T, D] frame embeddings, w [B, T] importance, y [B] (1 = bona fide,
+0 = spoof, tcm_add's convention, which is also the prototype index), mask [B, T] bool (valid frames)."""
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-6
+
+
+def frame_contrastive(h, prototypes, y, temperature: float = 0.07):
+    """l_t = -log softmax_c(cos(h(t), p_c) / T)[y]  -> [B, T]. Embeddings and prototypes are L2-normalised."""
+    logits = F.normalize(h, dim=-1) @ F.normalize(prototypes, dim=-1).T / temperature  # [B, T, C]
+    return -logits.log_softmax(dim=-1).gather(-1, y[:, None, None].expand(-1, h.size(1), 1)).squeeze(-1)
+
+
+def weighted_contrastive(loss_t, w, mask, norm: str = "weighted_mean"):
+    """Importance-weighted objective, averaged over utterances.
+
+    ``weighted_mean`` (default): sum_t w(t) l_t / sum_t w(t) per utterance, invariant to the scale of w, so the
+    network cannot lower it by shrinking every w(t) to 0. ``frames`` (the design's literal sum_t w(t) l_t, divided by
+    the number of valid frames): minimised by w = 0, i.e. it collapses unless the regularisers prevent it.
+    """
+    m = mask.float()
+    num = (w * loss_t * m).sum(1)
+    if norm == "weighted_mean":
+        return (num / ((w * m).sum(1) + EPS)).mean()
+    if norm == "frames":
+        return (num / m.sum(1).clamp_min(1)).mean()
+    raise ValueError(f"unknown contrastive_norm {norm!r} (weighted_mean | frames)")
+
+
+def bonafide_importance(w, y, mask):
+    """Mean importance of bona fide utterances (they should carry little importance); 0 without any."""
+    bona = y == 1
+    if not bona.any():
+        return w.new_zeros(())
+    m = mask[bona].float()
+    return ((w[bona] * m).sum(1) / m.sum(1).clamp_min(1)).mean()
+
+
+def temporal_smoothness(w, mask):
+    """Mean squared difference of consecutive valid frames, (w(t) - w(t-1))^2."""
+    pair = (mask[:, 1:] & mask[:, :-1]).float()
+    return ((w[:, 1:] - w[:, :-1]) ** 2 * pair).sum() / pair.sum().clamp_min(1)
+
+
+def spoof_concentration(w, y, mask):
+    """Sparsity on spoof utterances: normalised entropy of q(t) = w(t) / sum w, in [0, 1] (0 = one frame)."""
+    spoof = y == 0
+    if not spoof.any():
+        return w.new_zeros(())
+    m = mask[spoof].float()
+    q = w[spoof] * m / ((w[spoof] * m).sum(1, keepdim=True) + EPS)
+    entropy = -(q * (q + EPS).log()).sum(1)
+    return (entropy / m.sum(1).clamp_min(2).log()).mean()
+
+
+def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, norm: str = "weighted_mean") -> dict:
+    """All terms and the weighted total: contrastive + l_b * bonafide + l_s * smooth + l_p * sparsity."""
+    terms = {
+        "contrastive": weighted_contrastive(frame_contrastive(h, prototypes, y, temperature), w, mask, norm),
+        "bonafide_reg": bonafide_importance(w, y, mask),
+        "temporal_smooth": temporal_smoothness(w, mask),
+        "sparsity": spoof_concentration(w, y, mask),
+    }
+    terms["total"] = (terms["contrastive"] + lambdas["bonafide_reg"] * terms["bonafide_reg"]
+                      + lambdas["temporal_smooth"] * terms["temporal_smooth"] + lambdas["sparsity"] * terms["sparsity"])
+    return terms
+
+
+__all__ = ["frame_contrastive", "weighted_contrastive", "bonafide_importance", "temporal_smoothness",
+           "spoof_concentration", "stage2_loss"]

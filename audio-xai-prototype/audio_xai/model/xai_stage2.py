@@ -1,0 +1,108 @@
+"""Stage 2 XAI module: importance network h(t) -> w(t) and class prototypes (trained on a frozen detector)."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import stage2_loss
+
+MODES = ("ema", "fixed", "learnable")
+
+
+class ImportanceNetwork(nn.Module):
+    """Per-frame MLP: h [B, T, D] -> w [B, T] in [0, 1] (sigmoid)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden_dim), nn.GELU(),
+                                 nn.Linear(hidden_dim, 1))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(h)).squeeze(-1)
+
+
+def class_means(h, y, mask, num_classes: int = 2):
+    """Mean of the L2-normalised valid frames of each class -> (means [C, D], frame counts [C])."""
+    hn = F.normalize(h, dim=-1) * mask[..., None]
+    onehot = F.one_hot(y, num_classes).to(h.dtype)                               # [B, C]
+    sums = torch.einsum("bc,btd->cd", onehot, hn)
+    counts = onehot.T @ mask.to(h.dtype).sum(1)                                  # [C]
+    return sums / counts.clamp_min(1)[:, None], counts
+
+
+class PrototypeManager(nn.Module):
+    """Class prototypes p_c [C, D] (index = label: 0 spoof, 1 bona fide).
+
+    ``ema``: p <- m p + (1 - m) mean_batch (first batch of a class initialises it), no gradient;
+    ``fixed``: the global mean over the training set, set once; ``learnable``: an nn.Parameter.
+    """
+
+    def __init__(self, dim: int, mode: str = "ema", momentum: float = 0.99, num_classes: int = 2):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown prototype_mode {mode!r}; expected one of {MODES}")
+        self.mode, self.momentum, self.num_classes = mode, momentum, num_classes
+        if mode == "learnable":
+            self.prototypes = nn.Parameter(F.normalize(torch.randn(num_classes, dim), dim=-1))
+        else:
+            self.register_buffer("prototypes", torch.zeros(num_classes, dim))
+        self.register_buffer("initialized", torch.zeros(num_classes, dtype=torch.bool))
+
+    @torch.no_grad()
+    def update(self, h, y, mask) -> None:
+        """EMA step from a batch of frames (ema mode only)."""
+        if self.mode != "ema":
+            raise RuntimeError(f"update() is for ema prototypes, this manager is {self.mode!r}")
+        means, counts = class_means(h.float(), y, mask, self.num_classes)
+        for c in range(self.num_classes):
+            if counts[c] > 0:
+                new = means[c] if not self.initialized[c] else self.momentum * self.prototypes[c] + (1 - self.momentum) * means[c]
+                self.prototypes[c] = new
+                self.initialized[c] = True
+
+    @torch.no_grad()
+    def set_global_mean(self, means: torch.Tensor) -> None:
+        """Fixed mode: store the training-set class means [C, D]."""
+        if self.mode != "fixed":
+            raise RuntimeError(f"set_global_mean() is for fixed prototypes, this manager is {self.mode!r}")
+        self.prototypes.copy_(means)
+        self.initialized.fill_(True)
+
+    def forward(self) -> torch.Tensor:
+        return self.prototypes
+
+
+class XAIStage2(nn.Module):
+    """Importance network + prototypes; ``loss`` gives the Stage 2 objective (the detector score is not used)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 256, prototype_mode: str = "ema", ema_momentum: float = 0.99,
+                 temperature: float = 0.07, lambda_bonafide_reg: float = 0.1, lambda_temporal_smooth: float = 0.1,
+                 lambda_sparsity: float = 0.01, contrastive_norm: str = "weighted_mean"):
+        super().__init__()
+        self.importance = ImportanceNetwork(in_dim, hidden_dim)
+        self.prototypes = PrototypeManager(in_dim, prototype_mode, ema_momentum)
+        self.temperature, self.contrastive_norm = temperature, contrastive_norm
+        self.lambdas = {"bonafide_reg": lambda_bonafide_reg, "temporal_smooth": lambda_temporal_smooth,
+                        "sparsity": lambda_sparsity}
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h [B, T, D] -> w [B, T]."""
+        return self.importance(h)
+
+    def similarity(self, h: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of each frame to each prototype, [B, T, C]."""
+        return F.normalize(h, dim=-1) @ F.normalize(self.prototypes(), dim=-1).T
+
+    def loss(self, h, y, mask) -> dict:
+        """Loss terms (see ``losses.stage2_loss``) plus ``w``; prototypes must be initialised first."""
+        if not bool(self.prototypes.initialized.all()) and self.prototypes.mode != "learnable":
+            raise RuntimeError("prototypes are not initialised (ema: call update(); fixed: set_global_mean())")
+        w = self.importance(h)
+        terms = stage2_loss(h, w, self.prototypes(), y, mask, self.temperature, self.lambdas, self.contrastive_norm)
+        terms["w"] = w
+        return terms
+
+
+def build_xai(cfg, in_dim: int) -> XAIStage2:
+    """From the ``model`` config section."""
+    return XAIStage2(in_dim, cfg.importance_hidden_dim, cfg.prototype_mode, cfg.ema_momentum, cfg.temperature,
+                     cfg.lambda_bonafide_reg, cfg.lambda_temporal_smooth, cfg.lambda_sparsity, cfg.contrastive_norm)

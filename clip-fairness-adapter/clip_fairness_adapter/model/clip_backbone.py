@@ -1,0 +1,87 @@
+"""Frozen open_clip image tower: the global 768-d feature plus a set of projected CLS tokens of chosen layers.
+
+Real runs use OpenAI ViT-L/14 (QuickGELU) from a local file: the TorchScript ``ViT-L-14.pt`` through open_clip's OpenAI
+loader, or an open_clip state dict loaded into ``ViT-L-14-quickgelu`` (a plain ``ViT-L-14`` would silently use nn.GELU).
+``clip.pretrained: null`` builds the named config with random weights (tests, demo) and logs that it did.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import open_clip
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# tiny random-init config for tests and the demo (same code path as ViT-L/14, QuickGELU, 768-d output)
+TINY_VISION_CFG = dict(image_size=32, layers=4, width=64, patch_size=8, head_width=32)
+
+
+def _build_visual(name: str, pretrained: str | None) -> nn.Module:
+    if name == "tiny":
+        if pretrained:
+            raise ValueError("clip.name 'tiny' is a random-init test config; clip.pretrained must be null")
+        model = open_clip.CLIP(embed_dim=768, vision_cfg=TINY_VISION_CFG,
+                               text_cfg=dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1),
+                               quick_gelu=True)
+        log.info("CLIP 'tiny': random initialisation (test/demo config)")
+        return model.visual
+    if pretrained is None:
+        model = open_clip.create_model(name, pretrained=None)
+        log.warning("CLIP %s: clip.pretrained is null -> RANDOM initialisation", name)
+        return model.visual
+    path = Path(pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"clip.pretrained: weights file not found: {path}")
+    if path.suffix == ".pt":  # OpenAI TorchScript archive (or an OpenAI-format state dict)
+        model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+    else:
+        if name.startswith("ViT-L-14") and "quickgelu" not in name:
+            raise ValueError(f"clip.name '{name}' uses nn.GELU but OpenAI weights need QuickGELU: "
+                             f"use 'ViT-L-14-quickgelu'")
+        model = open_clip.create_model(name, pretrained=str(path), load_weights=True)
+    log.info("CLIP %s: loaded weights from %s", name, path)
+    return model.visual
+
+
+class FrozenCLIPImageEncoder(nn.Module):
+    """Frozen CLIP image tower (text tower dropped).
+
+    forward(images [B,3,H,W]) -> (feat [B,768] = ``encode_image`` output, unnormalised;
+                                  tokens [B,K,768] = CLS token of each layer in ``token_layers`` (1-based) after
+                                  ln_post and the projection, the same map that turns the last CLS into ``feat``).
+    """
+
+    def __init__(self, name: str = "ViT-L-14-quickgelu", pretrained: str | None = None,
+                 token_layers: Sequence[int] = ()):
+        super().__init__()
+        self.visual = _build_visual(name, pretrained)
+        n_layers = len(self.visual.transformer.resblocks)
+        bad = [i for i in token_layers if not 1 <= int(i) <= n_layers]
+        if bad:
+            raise ValueError(f"clip.token_layers {list(token_layers)}: layers {bad} outside 1..{n_layers}")
+        self.token_layers = [int(i) for i in token_layers]
+        self.image_size = self.visual.image_size[0] if isinstance(self.visual.image_size, tuple) \
+            else int(self.visual.image_size)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always eval: frozen
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.token_layers:
+            return self.visual(images).float(), None
+        out = self.visual.forward_intermediates(images, indices=[i - 1 for i in self.token_layers],
+                                                normalize_intermediates=True, output_fmt="NLC",
+                                                output_extra_tokens=True)
+        cls = torch.cat(out["image_intermediates_prefix"], dim=1)  # [B,K,width] after ln_post
+        tokens = cls @ self.visual.proj  # [B,K,768]
+        return out["image_features"].float(), tokens.float()

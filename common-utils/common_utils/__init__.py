@@ -1,0 +1,1 @@
+"""Shared utilities for the media-forensics projects: metrics, plots, data, training mechanics, synthetic data."""

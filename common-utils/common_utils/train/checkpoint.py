@@ -1,0 +1,78 @@
+"""Atomic checkpoint writes, weights-only loads and RNG state capture for exact resume."""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write ``state`` with ``torch.save`` to a temp file beside ``path``, fsync it, then ``os.replace``.
+
+    A crash at any point leaves either the previous file or the new one, never a truncated mix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", safe_globals: Iterable[Any] = ()) -> Any:
+    """``torch.load(weights_only=True)``; ``safe_globals`` allow-lists extra classes a file legitimately pickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    extra = list(safe_globals)
+    ctx = torch.serialization.safe_globals(extra) if extra else nullcontext()
+    try:
+        with ctx:
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # re-raise with the file name: torch's message does not carry it
+        raise RuntimeError(f"could not load checkpoint {path}: {e}") from e
+
+
+def capture_rng_state() -> dict:
+    """RNG states of python, numpy, torch (CPU and CUDA) as tensors/lists that a weights-only load accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "python": _to_plain(random.getstate()),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    random.setstate(_to_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_plain(x):
+    return [_to_plain(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x

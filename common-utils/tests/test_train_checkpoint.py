@@ -1,0 +1,57 @@
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from common_utils.train import (capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint)
+
+
+def test_roundtrip_is_weights_only(tmp_path):
+    state = {"model": {"w": torch.arange(4.0)}, "epoch": 3, "rng": capture_rng_state()}
+    path = save_checkpoint(state, tmp_path / "ckpt" / "last.pth")
+    out = load_checkpoint(path)
+    assert torch.equal(out["model"]["w"], state["model"]["w"]) and out["epoch"] == 3
+
+
+class _Custom:  # a class a weights-only load must refuse unless allow-listed
+    pass
+
+
+def test_pickled_objects_are_refused_unless_allowlisted(tmp_path):
+    torch.save({"obj": _Custom()}, tmp_path / "x.pth")
+    with pytest.raises(RuntimeError, match="x.pth"):
+        load_checkpoint(tmp_path / "x.pth")
+    assert isinstance(load_checkpoint(tmp_path / "x.pth", safe_globals=[_Custom])["obj"], _Custom)
+
+
+def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pth"
+    save_checkpoint({"epoch": 1, "w": torch.ones(1000)}, path)
+
+    real_save = torch.save
+
+    def crash_midway(obj, f, *a, **k):
+        real_save({"partial": torch.zeros(10)}, f)
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2, "w": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temp file left behind
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_checkpoint(tmp_path / "nope.pth")
+
+
+def test_rng_state_roundtrip_through_a_file(tmp_path):
+    save_checkpoint({"rng": capture_rng_state()}, tmp_path / "r.pth")
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng_state(load_checkpoint(tmp_path / "r.pth")["rng"])
+    second = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])

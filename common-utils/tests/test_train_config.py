@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import yaml
+
+from common_utils.train import ConfigError, MetricLogger, load_config, prepare_run_dir
+
+DEFAULTS = {"model": {"name": "mnv4", "pretrained": None}, "train": {"lr": 1e-4, "epochs": 30}, "extra": {}}
+
+
+def _write(tmp_path, data, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_file_and_overrides_merge_over_defaults(tmp_path):
+    cfg = load_config(_write(tmp_path, {"train": {"epochs": 2}}), DEFAULTS, ["train.lr=0.01", "model.pretrained=/w.pt"])
+    assert cfg.train.epochs == 2 and cfg.train.lr == 0.01 and cfg.model.pretrained == "/w.pt"
+    assert cfg.model.name == "mnv4"
+
+
+def test_misspelled_key_in_file_names_key_and_file(tmp_path):
+    path = _write(tmp_path, {"train": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match=r"cfg\.yaml.*'train\.lrr'"):
+        load_config(path, DEFAULTS)
+
+
+def test_misspelled_override_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="'train.epoch'"):
+        load_config(None, DEFAULTS, ["train.epoch=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, DEFAULTS, ["train.epochs"])
+
+
+def test_defaults_from_yaml_file_and_free_form_mapping(tmp_path):
+    schema = _write(tmp_path, DEFAULTS, "default.yaml")
+    cfg = load_config(_write(tmp_path, {"extra": {"anything": 1}}), schema)
+    assert cfg.extra.anything == 1
+
+
+def test_struct_mode_rejects_new_attributes():
+    cfg = load_config(None, DEFAULTS)
+    with pytest.raises(Exception):
+        cfg.train.new_key = 1
+
+
+def test_invalid_yaml_names_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad, DEFAULTS)
+
+
+def test_run_dir_holds_resolved_config_and_metrics(tmp_path):
+    cfg = load_config(None, DEFAULTS, ["train.epochs=5"])
+    run = prepare_run_dir(tmp_path / "run", cfg)
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 5
+    log = MetricLogger(run)
+    log.log(0, {"loss": 0.5, "auc": None})
+    log.log(1, {"loss": 0.25}, prefix="train/")
+    log.close()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [{"step": 0, "loss": 0.5, "auc": None}, {"step": 1, "train/loss": 0.25}]
+    assert any((run / "tensorboard").iterdir())
+
+
+def test_non_main_process_writes_nothing(tmp_path):
+    prepare_run_dir(tmp_path / "r", load_config(None, DEFAULTS), is_main=False)
+    MetricLogger(tmp_path / "r", is_main=False).log(0, {"x": 1})
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,63 @@
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from common_utils.train import (NonFiniteLossError, all_gather_cat, all_reduce_mean, check_finite, cleanup_distributed,
+                                init_distributed)
+from common_utils.train.distributed import _first_slurm_host
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, out_dir, slurm):
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    if slurm:
+        env.update(SLURM_PROCID=str(rank), SLURM_NTASKS=str(world), SLURM_LOCALID=str(rank),
+                   SLURM_JOB_NODELIST="localhost")
+    else:
+        env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(env)
+    ctx = init_distributed(device="cpu")
+    mean = all_reduce_mean(torch.tensor([float(rank + 1), 10.0 * rank]))
+    gathered = all_gather_cat(torch.full((rank + 1, 2), float(rank)))
+    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed), "mean": mean, "gathered": gathered},
+               os.path.join(out_dir, f"{rank}.pt"))
+    cleanup_distributed()
+
+
+@pytest.mark.parametrize("slurm", [False, True], ids=["torchrun-env", "slurm-env"])
+def test_two_gloo_processes_all_reduce(tmp_path, slurm):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), slurm), nprocs=2, join=True)
+    for rank in range(2):
+        out = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert out["ctx"] == (rank, 2, rank == 0, True)
+        assert torch.allclose(out["mean"], torch.tensor([1.5, 5.0]))
+        assert torch.equal(out["gathered"], torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
+
+
+def test_single_process_is_not_distributed(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = init_distributed(device="cpu")
+    assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_main) == (0, 1, False, True)
+    assert torch.equal(all_reduce_mean(torch.tensor([2.0])), torch.tensor([2.0]))
+
+
+def test_slurm_nodelist_parsing():
+    assert _first_slurm_host("node[03-05,07],gpu1") == "node03"
+    assert _first_slurm_host("gpu17") == "gpu17"
+
+
+def test_non_finite_loss_names_the_step():
+    check_finite(torch.tensor(0.3), step=1)
+    with pytest.raises(NonFiniteLossError, match="step 42"):
+        check_finite(torch.tensor(float("nan")), step=42)
+    with pytest.raises(NonFiniteLossError, match="step 7"):
+        check_finite(float("inf"), step=7)

@@ -1,0 +1,1 @@
+"""FAAP for a frozen DETR: perturbation generator, score-ranked contrastive loss, Wasserstein score alignment."""

@@ -1,0 +1,1 @@
+"""Gender-split COCO data: reader, transforms, padded batching, and the caption-based split builder."""

@@ -1,0 +1,1 @@
+"""DETR set criterion, score-ranked contrastive losses, one-sided Wasserstein score loss, FAAP adversarial loss."""

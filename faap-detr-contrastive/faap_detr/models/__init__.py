@@ -1,0 +1,1 @@
+"""DETR (frozen detector), perturbation generator, projection head and gender discriminator."""

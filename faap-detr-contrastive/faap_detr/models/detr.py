@@ -1,0 +1,129 @@
+"""DETR detector, the frozen wrapper used by FAAP, official-checkpoint loading and post-processing."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import box_convert
+
+from common_utils.train import load_checkpoint
+
+from .backbone import build_backbone
+from .transformer import Transformer
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class MLP(nn.Module):
+    def __init__(self, input_dim, hidden_dim, output_dim, num_layers):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, dims[1:] + [output_dim]))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+class DETR(nn.Module):
+    """Upstream DETR; `forward` also returns every decoder layer's hidden state."""
+
+    def __init__(self, backbone, transformer, num_classes, num_queries):
+        super().__init__()
+        hidden = transformer.d_model
+        # registration order = upstream state-dict order
+        self.transformer = transformer
+        self.class_embed = nn.Linear(hidden, num_classes + 1)
+        self.bbox_embed = MLP(hidden, hidden, 4, 3)
+        self.query_embed = nn.Embedding(num_queries, hidden)
+        self.input_proj = nn.Conv2d(backbone[0].num_channels, hidden, kernel_size=1)
+        self.backbone = backbone
+
+    def forward(self, images, mask):
+        """images [B,3,H,W] ImageNet-normalised, zero on padding; mask [B,H,W] True on padding.
+
+        Returns pred_logits [B,Q,K+1], pred_boxes [B,Q,4] (cxcywh in [0,1] of the unpadded image),
+        aux_outputs (one dict per earlier decoder layer) and hs [L,B,Q,C]."""
+        feats, fmask, pos = self.backbone(images, mask)
+        hs = self.transformer(self.input_proj(feats), fmask, self.query_embed.weight, pos)[0]
+        logits = self.class_embed(hs)
+        boxes = self.bbox_embed(hs).sigmoid()
+        return {
+            "pred_logits": logits[-1],
+            "pred_boxes": boxes[-1],
+            "aux_outputs": [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])],
+            "hs": hs,
+        }
+
+
+def build_detr(cfg):
+    """cfg: mapping with backbone, hidden_dim, nheads, enc_layers, dec_layers, dim_feedforward, dropout,
+    num_queries, num_classes (max category id + 1; 91 for COCO)."""
+    backbone = build_backbone(cfg["backbone"], cfg["hidden_dim"], cfg.get("dilation", False))
+    transformer = Transformer(cfg["hidden_dim"], cfg["nheads"], cfg["enc_layers"], cfg["dec_layers"],
+                              cfg["dim_feedforward"], cfg["dropout"])
+    return DETR(backbone, transformer, cfg["num_classes"], cfg["num_queries"])
+
+
+def map_official_keys(state_dict):
+    """Official `detr-r50-*.pth` keys -> ours. Our module tree uses upstream names, so the map is the identity
+    except for BatchNorm `num_batches_tracked` counters (FrozenBatchNorm2d has none; they carry no weights)."""
+    return {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+
+
+def check_state_dict(model, state_dict, source):
+    """Raise a ValueError listing missing, unexpected and mis-shaped keys (every tensor must be accounted for)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or shapes:
+        raise ValueError(f"{source}: state dict does not match the model\n  missing: {missing}\n"
+                         f"  unexpected: {unexpected}\n  mis-shaped: {shapes}")
+
+
+def load_detr_checkpoint(model, path):
+    """Load an official DETR release file (`{'model': state_dict}`) strictly through the key map."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{path}: expected a dict with key 'model' (official DETR format)")
+    state = map_official_keys(ckpt["model"])
+    check_state_dict(model, state, str(path))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+class FrozenDETR(nn.Module):
+    """DETR in eval mode with no parameter gradients; gradients still flow to the input image."""
+
+    def __init__(self, detr):
+        super().__init__()
+        self.detr = detr
+        self.detr.requires_grad_(False)
+        self.detr.eval()
+
+    def train(self, mode=True):  # stays in eval mode (dropout off) whatever the caller asks
+        return super().train(False)
+
+    def forward(self, images, mask):
+        return self.detr(images, mask)
+
+
+def normalize(images):
+    """[B,3,H,W] pixels in [0,1] -> ImageNet-normalised."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+@torch.no_grad()
+def postprocess(outputs, orig_sizes):
+    """Upstream PostProcess: all queries, no threshold. orig_sizes [B,2] (h, w) ->
+    list of dict(scores [Q], labels [Q], boxes [Q,4] absolute xyxy)."""
+    prob = outputs["pred_logits"].softmax(-1)[..., :-1]
+    scores, labels = prob.max(-1)
+    boxes = box_convert(outputs["pred_boxes"], "cxcywh", "xyxy")
+    h, w = orig_sizes.unbind(1)
+    boxes = boxes * torch.stack([w, h, w, h], 1).to(boxes)[:, None, :]
+    return [{"scores": s, "labels": lab, "boxes": b} for s, lab, b in zip(scores, labels, boxes)]

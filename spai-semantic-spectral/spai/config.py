@@ -1,0 +1,217 @@
+"""yacs configuration (upstream SPAI key names, plus the semantic-spectral keys)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+from yacs.config import CfgNode as CN
+
+log = logging.getLogger(__name__)
+
+_C = CN()
+_C.BASE = [""]
+_C.MODEL_WEIGHTS = "mfm"  # spectral backbone family; only the MFM ViT of the released spai.pth is built here
+_C.PRETRAINED = ""  # spai.pth (or one of our checkpoints) to initialise from
+_C.OUTPUT = "runs/spai"
+_C.TAG = "spai"
+_C.SEED = 0
+_C.PRECISION = "fp32"  # fp32 | bf16 | fp16 (torch.amp; replaces apex)
+_C.PRINT_FREQ = 50
+
+_C.DATA = CN()
+_C.DATA.DATA_PATH = ""
+_C.DATA.CSV_ROOT = ""
+_C.DATA.TEST_DATA_PATH = []
+_C.DATA.TEST_DATA_CSV_ROOT = []
+_C.DATA.IMG_SIZE = 224  # side of a patch (and of the frequency mask)
+_C.DATA.BATCH_SIZE = 72
+_C.DATA.VAL_BATCH_SIZE = 8
+_C.DATA.TEST_BATCH_SIZE = 8
+_C.DATA.NUM_WORKERS = 8
+_C.DATA.PIN_MEMORY = True
+_C.DATA.PREFETCH_FACTOR = 2
+_C.DATA.VAL_PREFETCH_FACTOR = 2
+_C.DATA.TEST_PREFETCH_FACTOR = 1
+_C.DATA.AUGMENTED_VIEWS = 4  # views per training image, concatenated horizontally
+
+_C.MODEL = CN()
+_C.MODEL.NAME = "finetune"
+_C.MODEL.SID_APPROACH = "freq_restoration"
+_C.MODEL.RESOLUTION_MODE = "arbitrary"
+_C.MODEL.NUM_CLASSES = 2  # upstream convention: 2 means one logit
+_C.MODEL.REQUIRED_NORMALIZATION = "positive_0_1"
+_C.MODEL.FEATURE_EXTRACTION_BATCH = 400
+_C.MODEL.SID_DROPOUT = 0.5
+_C.MODEL.DROP_PATH_RATE = 0.1
+_C.MODEL.FREEZE_BACKBONE = True
+
+_C.MODEL.VIT = CN()
+_C.MODEL.VIT.PATCH_SIZE = 16
+_C.MODEL.VIT.EMBED_DIM = 768
+_C.MODEL.VIT.DEPTH = 12
+_C.MODEL.VIT.NUM_HEADS = 12
+_C.MODEL.VIT.MLP_RATIO = 4
+_C.MODEL.VIT.QKV_BIAS = True
+_C.MODEL.VIT.INIT_VALUES = None
+_C.MODEL.VIT.USE_APE = True
+_C.MODEL.VIT.INTERMEDIATE_LAYERS = list(range(12))
+_C.MODEL.VIT.PROJECTION_DIM = 1024
+_C.MODEL.VIT.PROJECTION_LAYERS = 2
+
+_C.MODEL.FRE = CN()
+_C.MODEL.FRE.MASKING_RADIUS = 16
+_C.MODEL.FRE.PROJECTOR_LAST_LAYER_ACTIVATION_TYPE = None  # None | gelu
+_C.MODEL.FRE.ORIGINAL_IMAGE_FEATURES_BRANCH = True
+# semantic-spectral enhancements (all off = base SPAI); every one enters residually, zero-initialised
+_C.MODEL.FRE.EARLY_FUSION_LAYERS = []  # 0-based ViT blocks after which the semantic vector is injected
+_C.MODEL.FRE.USE_FREQUENCY_AWARE_ATTENTION = False
+_C.MODEL.FRE.USE_ADAPTIVE_GATING = False
+_C.MODEL.FRE.USE_HIERARCHICAL_FUSION = False
+_C.MODEL.FRE.USE_EXTENDED_STATISTICS = False  # 12 statistics per layer instead of 6
+_C.MODEL.FRE.EXTENDED_STATISTICS_MODE = "residual"  # residual (loads spai.pth) | concat (the design's layout)
+_C.MODEL.FRE.SEMANTIC_NUM_HEADS = 8
+_C.MODEL.FRE.SEMANTIC_DROPOUT = 0.1
+
+_C.MODEL.SEMANTIC = CN()
+_C.MODEL.SEMANTIC.CLIP_MODEL = "ViT-B-16"  # open_clip model name, or "tiny" (random-init test tower)
+_C.MODEL.SEMANTIC.CLIP_WEIGHTS = ""  # local open_clip weights file; empty = random init (logged)
+
+_C.MODEL.PATCH_VIT = CN()
+_C.MODEL.PATCH_VIT.PATCH_STRIDE = 224
+_C.MODEL.PATCH_VIT.NUM_HEADS = 12
+_C.MODEL.PATCH_VIT.ATTN_EMBED_DIM = 1536
+_C.MODEL.PATCH_VIT.MINIMUM_PATCHES = 4
+
+_C.MODEL.CLS_HEAD = CN()
+_C.MODEL.CLS_HEAD.MLP_RATIO = 3
+
+_C.AUG = CN()
+_C.AUG.MIN_CROP_AREA = 0.2
+_C.AUG.MAX_CROP_AREA = 1.0
+_C.AUG.HORIZONTAL_FLIP_PROB = 0.5
+_C.AUG.VERTICAL_FLIP_PROB = 0.5
+_C.AUG.ROTATION_PROB = 0.5
+_C.AUG.ROTATION_DEGREES = 90
+_C.AUG.GAUSSIAN_BLUR_PROB = 0.5
+_C.AUG.GAUSSIAN_BLUR_LIMIT = [3, 9]
+_C.AUG.GAUSSIAN_BLUR_SIGMA = [0.01, 0.5]
+_C.AUG.GAUSSIAN_NOISE_PROB = 0.5
+_C.AUG.GAUSSIAN_NOISE_SIGMA = 0.02
+_C.AUG.JPEG_COMPRESSION_PROB = 0.5
+_C.AUG.JPEG_MIN_QUALITY = 50
+_C.AUG.JPEG_MAX_QUALITY = 100
+_C.AUG.COLOR_JITTER = 0.0  # probability of a mild colour jitter
+_C.AUG.MIXUP = 0.0  # mixup alpha (0 = off)
+_C.AUG.CUTMIX = 0.0  # cutmix alpha (0 = off)
+_C.AUG.MIXUP_PROB = 1.0
+_C.AUG.MIXUP_SWITCH_PROB = 0.5
+_C.AUG.MIXUP_MODE = "batch"
+
+_C.TRAIN = CN()
+_C.TRAIN.START_EPOCH = 0
+_C.TRAIN.EPOCHS = 35
+_C.TRAIN.WARMUP_EPOCHS = 5
+_C.TRAIN.BASE_LR = 5e-4
+_C.TRAIN.WARMUP_LR = 2.5e-7
+_C.TRAIN.MIN_LR = 2.5e-7
+_C.TRAIN.WEIGHT_DECAY = 0.05
+_C.TRAIN.LAYER_DECAY = 0.8
+_C.TRAIN.CLIP_GRAD = None
+_C.TRAIN.ACCUMULATION_STEPS = 1
+_C.TRAIN.LOSS = "bce"  # bce | focal (focal + the semantic / frequency consistency terms)
+_C.TRAIN.FOCAL_ALPHA = 0.25
+_C.TRAIN.FOCAL_GAMMA = 2.0
+_C.TRAIN.SEMANTIC_CONSISTENCY_WEIGHT = 0.0
+_C.TRAIN.FREQUENCY_CONSISTENCY_WEIGHT = 0.0
+_C.TRAIN.SEMANTIC_STAGE_EPOCHS = 0  # stage 1: only the semantic modules train for this many epochs
+_C.TRAIN.OPTIMIZER = CN()
+_C.TRAIN.OPTIMIZER.BETAS = [0.9, 0.999]
+_C.TRAIN.OPTIMIZER.EPS = 1e-8
+
+_C.TEST = CN()
+_C.TEST.MAX_SIZE = None  # resize so the longest side is at most this (None = original resolution)
+
+
+def _merge_file(cfg: CN, path: Path) -> None:
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    for base in data.get("BASE", [""]):
+        if base:
+            _merge_file(cfg, path.parent / base)
+    try:
+        cfg.merge_from_file(str(path))
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def get_config(cfg_path: str | Path | None = None, opts: list | tuple = ()) -> CN:
+    """Defaults, merged with a YAML (and its ``BASE`` files), then ``--opt KEY VALUE`` pairs.
+
+    Unknown keys raise an error naming the key and the file. Returns a frozen CfgNode.
+    """
+    cfg = _C.clone()
+    if cfg_path:
+        _merge_file(cfg, Path(cfg_path))
+    if opts:
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, ValueError, AssertionError) as e:
+            raise ValueError(f"--opt: {e}") from None
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def validate(cfg: CN) -> None:
+    if cfg.MODEL_WEIGHTS != "mfm":
+        raise ValueError(f"MODEL_WEIGHTS={cfg.MODEL_WEIGHTS!r}: only 'mfm' (the released spai.pth backbone) is "
+                         "built; semantic context comes from MODEL.SEMANTIC (a frozen open_clip tower)")
+    if cfg.MODEL.SID_APPROACH != "freq_restoration" or cfg.MODEL.RESOLUTION_MODE != "arbitrary":
+        raise ValueError("only MODEL.SID_APPROACH=freq_restoration with RESOLUTION_MODE=arbitrary is supported")
+    bad = [i for i in cfg.MODEL.FRE.EARLY_FUSION_LAYERS if not 0 <= i < cfg.MODEL.VIT.DEPTH]
+    if bad:
+        raise ValueError(f"MODEL.FRE.EARLY_FUSION_LAYERS {bad} outside 0..{cfg.MODEL.VIT.DEPTH - 1}")
+    if cfg.MODEL.FRE.EXTENDED_STATISTICS_MODE not in ("residual", "concat"):
+        raise ValueError(f"MODEL.FRE.EXTENDED_STATISTICS_MODE={cfg.MODEL.FRE.EXTENDED_STATISTICS_MODE!r}")
+    if cfg.TRAIN.LOSS not in ("bce", "focal"):
+        raise ValueError(f"TRAIN.LOSS={cfg.TRAIN.LOSS!r}: expected bce or focal")
+    if cfg.PRECISION not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"PRECISION={cfg.PRECISION!r}")
+
+
+def semantic_enabled(cfg: CN) -> bool:
+    fre = cfg.MODEL.FRE
+    return bool(fre.EARLY_FUSION_LAYERS or fre.USE_FREQUENCY_AWARE_ATTENTION or fre.USE_ADAPTIVE_GATING)
+
+
+def config_from_mapping(mapping: dict, source: str = "checkpoint") -> CN:
+    """Build our config from a saved one (upstream CfgNode as a plain dict, or ours).
+
+    Only keys our defaults know are taken; upstream's legacy keys (MFM pre-training, Swin, ResNet, ...)
+    are dropped and listed in the log. Returns a frozen CfgNode.
+    """
+    cfg, ignored = _C.clone(), []
+
+    def merge(dst: CN, src: dict, prefix: str):
+        for k, v in src.items():
+            if k not in dst:
+                ignored.append(prefix + k)
+            elif isinstance(dst[k], CN):
+                merge(dst[k], v, f"{prefix}{k}.")
+            else:
+                dst[k] = type(dst[k])(v) if isinstance(dst[k], (list, tuple)) and v is not None else v
+
+    merge(cfg, mapping, "")
+    if ignored:
+        log.info("%s: ignored %d config keys this implementation does not use (%s, ...)",
+                 source, len(ignored), ignored[0])
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def load_yaml_config(path: str | Path) -> CN:
+    """A saved config YAML (e.g. upstream's merged config) through :func:`config_from_mapping`."""
+    with open(path) as f:
+        return config_from_mapping(yaml.safe_load(f), source=str(path))
