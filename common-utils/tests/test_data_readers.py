@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from common_utils.data import (
     SUBGROUP_NAMES,
     DataFormatError,
@@ -36,14 +35,19 @@ def raises_at(path: Path, line: int | None, pattern: str):
 
 # ---------------------------------------------------------------------------------------------------- manifest
 
-MANIFEST = "image_path,label,dataset,split\nimages/a.png,0,tconv,train\nimages/b.png,1,tconv,val\n/abs/c.png,1,resynth,test\n"
+MANIFEST = (
+    "image_path,label,dataset,split\nimages/a.png,0,tconv,train\nimages/b.png,1,tconv,val\n/abs/c.png,1,resynth,test\n"
+)
 
 
 def test_manifest_reads_rows_with_lines_and_resolved_paths(tmp_path):
     csv = write(tmp_path / "manifests" / "m.csv", MANIFEST)
     rows = read_manifest(csv, data_root=tmp_path, check_files=False)
     assert [(r.label, r.dataset, r.split, r.line) for r in rows] == [
-        (0, "tconv", "train", 2), (1, "tconv", "val", 3), (1, "resynth", "test", 4)]
+        (0, "tconv", "train", 2),
+        (1, "tconv", "val", 3),
+        (1, "resynth", "test", 4),
+    ]
     assert rows[0].image_path == tmp_path / "images/a.png"
     assert rows[2].image_path == Path("/abs/c.png")
     # default root = the CSV's folder; split filter
@@ -95,8 +99,14 @@ def test_manifest_check_files_names_row_or_skips_and_logs(tmp_path, caplog):
 PGFDD_HEADER = "img_path,label,ismale,isasian,iswhite,isblack,intersec_label\n"
 # one row per subgroup: (ismale, isasian, iswhite, isblack) -> intersec_label
 PGFDD_ROWS = [
-    "im/0.png,0,1,1,-1,-1,0", "im/1.png,1,1,-1,1,-1,1", "im/2.png,0,1,-1,-1,1,2", "im/3.png,1,1,-1,-1,-1,3",
-    "im/4.png,0,-1,1,-1,-1,4", "im/5.png,1,-1,-1,1,-1,5", "im/6.png,0,-1,-1,-1,1,6", "im/7.png,1,-1,-1,-1,-1,7",
+    "im/0.png,0,1,1,-1,-1,0",
+    "im/1.png,1,1,-1,1,-1,1",
+    "im/2.png,0,1,-1,-1,1,2",
+    "im/3.png,1,1,-1,-1,-1,3",
+    "im/4.png,0,-1,1,-1,-1,4",
+    "im/5.png,1,-1,-1,1,-1,5",
+    "im/6.png,0,-1,-1,-1,1,6",
+    "im/7.png,1,-1,-1,-1,-1,7",
 ]
 
 
@@ -173,7 +183,9 @@ def test_spai_csv_reads_and_filters(tmp_path):
     touch(tmp_path, "images/real/a.png", "images/x/b.png")
     rows = read_spai_csv(csv, root=tmp_path)
     assert [(r.image, r.label, r.split, r.line) for r in rows] == [
-        (tmp_path / "images/real/a.png", 0, "train", 2), (tmp_path / "images/x/b.png", 1, "val", 3)]
+        (tmp_path / "images/real/a.png", 0, "train", 2),
+        (tmp_path / "images/x/b.png", 1, "val", 3),
+    ]
     assert [r.line for r in read_spai_csv(csv, root=tmp_path, split="val")] == [3]
     # default root is the CSV's folder (SPAI's --csv-root-dir default): the images are not there
     with raises_at(csv, 2, "listed file not found"):
@@ -200,16 +212,20 @@ def test_spai_csv_errors(tmp_path, text, line, pattern):
 
 def dfb_json(tmp_path, with_compression=True):
     def videos(label, n, prefix):
-        return {f"{prefix}{i}": {"label": label, "frames": [f"rgb/{prefix}{i}/{j:03d}.png" for j in range(2)]}
-                for i in range(n)}
+        return {
+            f"{prefix}{i}": {"label": label, "frames": [f"rgb/{prefix}{i}/{j:03d}.png" for j in range(2)]}
+            for i in range(n)
+        }
 
     def level(d):
         return {"c23": d, "c40": {}} if with_compression else d
 
-    data = {"FaceForensics++": {
-        "FF-real": {s: level(videos("FF-real", 2, f"r_{s}_")) for s in ("train", "val", "test")},
-        "FF-DF": {s: level(videos("FF-DF", 1, f"f_{s}_")) for s in ("train", "val", "test")},
-    }}
+    data = {
+        "FaceForensics++": {
+            "FF-real": {s: level(videos("FF-real", 2, f"r_{s}_")) for s in ("train", "val", "test")},
+            "FF-DF": {s: level(videos("FF-DF", 1, f"f_{s}_")) for s in ("train", "val", "test")},
+        }
+    }
     path = write(tmp_path / "FF.json", json.dumps(data))
     return path, data
 
@@ -217,8 +233,9 @@ def dfb_json(tmp_path, with_compression=True):
 @pytest.mark.parametrize("with_compression", [True, False])
 def test_deepfakebench_json_frames(tmp_path, with_compression):
     path, _ = dfb_json(tmp_path, with_compression)
-    rows = read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "test", data_root=tmp_path / "d",
-                                   check_files=False)
+    rows = read_deepfakebench_json(
+        path, {"FF-real": 0, "FF-DF": 1}, "test", data_root=tmp_path / "d", check_files=False
+    )
     assert len(rows) == 6
     assert {r.video for r in rows if r.label == 0} == {"r_test_0", "r_test_1"}
     assert {r.video for r in rows if r.label == 1} == {"f_test_0"}
@@ -227,8 +244,11 @@ def test_deepfakebench_json_frames(tmp_path, with_compression):
 
 def test_deepfakebench_json_errors_name_key_path(tmp_path):
     path, data = dfb_json(tmp_path)
-    with pytest.raises(DataFormatError, match=r"FF\.json \[FaceForensics\+\+\.FF-DF\.test\.c23\.f_test_0\.label\]: "
-                                              r"label 'FF-DF' not in label_dict"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"FF\.json \[FaceForensics\+\+\.FF-DF\.test\.c23\.f_test_0\.label\]: "
+        r"label 'FF-DF' not in label_dict",
+    ):
         read_deepfakebench_json(path, {"FF-real": 0}, "test", check_files=False)
     with pytest.raises(DataFormatError, match=r"\[FaceForensics\+\+\.FF-real\.val\]: no 'c40x' level"):
         read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "val", compression="c40x", check_files=False)
@@ -247,8 +267,11 @@ def test_deepfakebench_json_errors_name_key_path(tmp_path):
 def test_deepfakebench_json_check_files(tmp_path, caplog):
     path, _ = dfb_json(tmp_path)
     touch(tmp_path, *[f"rgb/r_val_{i}/{j:03d}.png" for i in range(2) for j in range(2)])
-    with pytest.raises(DataFormatError, match=r"\[FaceForensics\+\+\.FF-DF\.val\.c23\.f_val_0\.frames\[0\]\]: "
-                                              r"listed file not found"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"\[FaceForensics\+\+\.FF-DF\.val\.c23\.f_val_0\.frames\[0\]\]: "
+        r"listed file not found",
+    ):
         read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "val")
     with caplog.at_level(logging.WARNING):
         rows = read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "val", on_missing="skip")

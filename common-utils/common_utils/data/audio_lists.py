@@ -36,7 +36,9 @@ def read_asvspoof_protocol(path: str | Path) -> list[ProtocolRow]:
             if not fields:
                 continue
             if len(fields) != 5:
-                raise DataFormatError(path, f"expected 5 fields 'SPEAKER UTT_ID - ATTACK KEY', got {len(fields)}", line_no)
+                raise DataFormatError(
+                    path, f"expected 5 fields 'SPEAKER UTT_ID - ATTACK KEY', got {len(fields)}", line_no
+                )
             speaker, utt, _, attack, key = fields
             if key not in PROTOCOL_KEYS:
                 raise DataFormatError(path, f"bad key {key!r}; expected 'bonafide' or 'spoof'", line_no)
@@ -108,6 +110,6 @@ def read_partialspoof_labels(npy_path: str | Path) -> dict[str, np.ndarray]:
         text = arr.astype(str)
         bad = ~np.isin(text, ["0", "1"])
         if bad.any():
-            raise DataFormatError(path, f"segment labels must be '0'/'1', found {text[bad][0]!r}", key=utt)
+            raise DataFormatError(path, f"segment labels must be '0'/'1', found {str(text[bad][0])!r}", key=utt)
         labels[utt] = (text == "1").astype(np.int8)
     return labels

@@ -32,7 +32,8 @@ class FeatureCache:
 
     fingerprint: JSON-serialisable description of everything that changes the features besides the weights' id
     (resolution, normalisation, layer, dtype...). The returned tensor maps the file copy-on-write: reads share the
-    page cache, in-place writes stay private to the process and never touch the cache.
+    page cache, in-place writes stay private to the process and never touch the cache. Under DDP, `root` must be
+    on a filesystem all ranks share.
     """
 
     def __init__(self, root: str | Path, model_id: str, fingerprint: dict | str):
@@ -59,8 +60,11 @@ class FeatureCache:
 
     def entry_dir(self, files: Sequence[str | Path]) -> Path:
         """Directory of the cache entry for `files` (it may not exist yet)."""
+        return self._dir(self.key(files))
+
+    def _dir(self, key: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id)[:64]
-        return self.root / f"{slug}-{self.key(files)[:24]}"
+        return self.root / f"{slug}-{key[:24]}"
 
     def load_or_build(
         self,
@@ -80,11 +84,11 @@ class FeatureCache:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         key = self.key(files)
-        entry = self.entry_dir(files)
+        entry = self._dir(key)
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         hit = self._is_complete(entry, key, len(files))
         if distributed:
-            hit = _all_true(hit)
+            hit = _agree_on_key_and_hit(key, hit)
         if not hit:
             entry.mkdir(parents=True, exist_ok=True)
             if distributed:
@@ -147,7 +151,9 @@ def _to_numpy(out, n: int, first: Path) -> np.ndarray:
         out = (out.float() if out.dtype == torch.bfloat16 else out).numpy()
     out = np.asarray(out)
     if out.ndim == 0 or out.shape[0] != n or out.dtype == object:
-        raise ValueError(f"extract_fn returned shape {out.shape} ({out.dtype}) for a batch of {n} files starting at {first}")
+        raise ValueError(
+            f"extract_fn returned shape {out.shape} ({out.dtype}) for a batch of {n} files starting at {first}"
+        )
     return out
 
 
@@ -163,8 +169,10 @@ def _extract_to(target: Path, files: list[Path], extract_fn, batch_size: int) ->
             if arr is None:
                 arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=out.dtype, shape=(len(files), *out.shape[1:]))
             elif out.shape[1:] != arr.shape[1:]:
-                raise ValueError(f"extract_fn returned per-item shape {out.shape[1:]} at {batch[0]}, "
-                                 f"earlier batches gave {arr.shape[1:]}")
+                raise ValueError(
+                    f"extract_fn returned per-item shape {out.shape[1:]} at {batch[0]}, "
+                    f"earlier batches gave {arr.shape[1:]}"
+                )
             arr[start : start + len(batch)] = out
         arr.flush()
         del arr
@@ -203,6 +211,19 @@ def _all_true(flag: bool) -> bool:
     t = torch.tensor([int(flag)], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def _agree_on_key_and_hit(key: str, hit: bool) -> bool:
+    """Check every rank computed the same key (same files, sizes, mtimes); return True iff all ranks see a hit."""
+    k = int(key[:15], 16)
+    t = torch.tensor([k, -k, int(not hit)], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    if t[0].item() != -t[1].item():
+        raise RuntimeError(
+            "FeatureCache: ranks disagree on the cache key; every rank must pass the same files, model_id and "
+            "fingerprint, and see the same file sizes and mtimes"
+        )
+    return t[2].item() == 0
 
 
 def _raise_if_any_failed(error: Exception | None, what: str) -> None:

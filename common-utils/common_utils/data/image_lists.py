@@ -78,7 +78,9 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[s
             if all(v in (None, "") for v in row.values()):
                 continue
             if None in row or any(row[c] is None for c in header):
-                raise DataFormatError(path, f"expected {len(header)} fields, got a different count", line=reader.line_num)
+                raise DataFormatError(
+                    path, f"expected {len(header)} fields, got a different count", line=reader.line_num
+                )
             yield reader.line_num, {k: v.strip() for k, v in row.items()}
 
 
@@ -272,8 +274,7 @@ def read_deepfakebench_json(
     `data_root` (default: the JSON's folder). Errors name the JSON key path.
     """
     path = _require_file(json_path)
-    _check_splits(split)
-    if not isinstance(split, str):
+    if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     root = Path(data_root) if data_root is not None else path.parent
     try:
@@ -295,7 +296,7 @@ def read_deepfakebench_json(
                 raise DataFormatError(path, f"no {split!r} split (has {sorted(by_split)})", key=key)
             key += f".{split}"
             videos = expect_dict(by_split[split], key)
-            if not all(isinstance(v, dict) and "frames" in v for v in videos.values()):  # compression level
+            if not any(isinstance(v, dict) and "frames" in v for v in videos.values()):  # compression level
                 if compression not in videos:
                     raise DataFormatError(path, f"no {compression!r} level (has {sorted(videos)})", key=key)
                 key += f".{compression}"

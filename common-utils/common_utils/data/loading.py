@@ -21,7 +21,7 @@ def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return img.convert(mode)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise DataFormatError(path, f"cannot decode image ({e})") from e
 
 
