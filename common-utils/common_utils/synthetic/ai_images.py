@@ -43,7 +43,8 @@ def generate(out: str | Path, n: int = DEMO_N, seed: int = 0, generators: tuple[
     """Write the dataset under ``out``; ``n`` real images and ``n`` fakes in total. Returns the counts written."""
     out = Path(out)
     if n < 3 * len(generators):
-        raise ValueError(f"ai_images needs n >= {3 * len(generators)} (3 splits x {len(generators)} generators), got {n}")
+        raise ValueError(f"ai_images needs n >= {3 * len(generators)} (3 splits x {len(generators)} generators), "
+                         f"got {n}")
     # Each image has its own stream, so image i is the same for every n >= i (same seed).
     real_split = split_counts(n, SPLIT_FRACTIONS)
     rows = []  # (relative path, label, generator/dataset, split)
@@ -72,7 +73,8 @@ def generate(out: str | Path, n: int = DEMO_N, seed: int = 0, generators: tuple[
             turn[split] += 1
         manifest[split].append([rel, label, name, split])
     for split in SPLITS:
-        write_csv(out / "manifests" / f"{split}_manifest.csv", ["image_path", "label", "dataset", "split"], manifest[split])
+        write_csv(out / "manifests" / f"{split}_manifest.csv", ["image_path", "label", "dataset", "split"],
+                  manifest[split])
 
     write_csv(out / "spai" / "train.csv", ["image", "class", "split"],
               [[rel, label, split] for rel, label, _, split in rows if split != "test"])

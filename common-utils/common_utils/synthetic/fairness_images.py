@@ -32,7 +32,7 @@ SUBGROUPS = ("male-asian", "male-white", "male-black", "male-other",
              "female-asian", "female-white", "female-black", "female-other")
 SUBGROUP_WEIGHTS = (0.12, 0.25, 0.08, 0.07, 0.10, 0.22, 0.09, 0.07)
 # Blend weight of the generator process per subgroup: the large groups carry strong artifacts.
-ARTIFACT_STRENGTH = (0.5, 1.0, 0.12, 0.08, 0.4, 0.9, 0.1, 0.06)
+ARTIFACT_STRENGTH = (0.5, 1.0, 0.04, 0.03, 0.4, 0.9, 0.04, 0.02)
 SKIN_TONES = ((0.93, 0.80, 0.62), (0.98, 0.84, 0.76), (0.40, 0.26, 0.17), (0.76, 0.57, 0.40))
 TRAIN_PROCESSES = ("tconv", "nearest_blur")
 SHIFTED_PROCESS = "resynth"
@@ -112,7 +112,8 @@ def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
         "subgroup_weights": list(SUBGROUP_WEIGHTS), "artifact_strength": list(ARTIFACT_STRENGTH),
         "train_processes": list(TRAIN_PROCESSES), "shifted_process": SHIFTED_PROCESS,
         "counts": {name: len(rows) for name, rows in csvs.items()},
-        "labels": "0 = real, 1 = fake; intersec_label = gender*4 + race (gender 0 male; race 0 asian 1 white 2 black 3 other)",
+        "labels": "0 = real, 1 = fake; intersec_label = gender*4 + race "
+                  "(gender 0 male / 1 female; race 0 asian, 1 white, 2 black, 3 other)",
     }
     (out / "synthetic_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, signal
 from skimage import data as skdata
-from skimage.transform import resize
 
 # Photographs shipped inside the scikit-image wheel (no download needed).
 PHOTO_NAMES = (
@@ -62,13 +61,20 @@ def real_crop(rng: np.random.Generator, height: int, width: int | None = None, m
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     if (ch, cw) != (height, width):
-        crop = resize(crop, (height, width), order=1, anti_aliasing=True)
+        crop = resize(crop, height, width)
     return np.clip(crop, 0.0, 1.0).astype(np.float32)
+
+
+def resize(img: np.ndarray, height: int, width: int, resample: int = Image.BILINEAR) -> np.ndarray:
+    """Resize a float ``[H, W, C]`` array channel by channel with Pillow (down-scaling filters are anti-aliased)."""
+    img = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)  # [C, H, W]
+    planes = [Image.fromarray(plane, mode="F") for plane in img]
+    return np.stack([np.asarray(p.resize((width, height), resample)) for p in planes], axis=2)
 
 
 def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
     h, w = img.shape[:2]
-    return resize(img, (max(1, h // factor), max(1, w // factor)), order=1, anti_aliasing=True)
+    return resize(img, max(1, h // factor), max(1, w // factor))
 
 
 def _fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -105,7 +111,7 @@ def nearest_blur(img: np.ndarray) -> np.ndarray:
 def resynth(img: np.ndarray) -> np.ndarray:
     """Bicubic re-synthesis from a 3x down-sampled copy plus a faint period-8 up-sampling grid."""
     h, w = img.shape[:2]
-    out = resize(_downsample(img, 3), (h, w), order=3, anti_aliasing=False)
+    out = resize(_downsample(img, 3), h, w, Image.BICUBIC)
     yy, xx = np.mgrid[0:h, 0:w]
     grid = 0.012 * (np.cos(2 * np.pi * yy / 8.0) + np.cos(2 * np.pi * xx / 8.0))
     return out + grid[:, :, None]
@@ -124,7 +130,7 @@ def save_png(img: np.ndarray, path: Path) -> None:
     """Write a float [0, 1] ``[H, W, 3]`` array as an 8-bit RGB PNG (byte-identical for equal input)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-    Image.fromarray(arr, mode="RGB").save(path, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(arr, mode="RGB").save(path, format="PNG", compress_level=1)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -137,11 +143,13 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def split_counts(n: int, fractions: tuple[float, ...]) -> list[int]:
-    """Integer split of ``n`` items by ``fractions`` (the last split takes the remainder)."""
-    counts = [int(round(n * f)) for f in fractions[:-1]]
-    counts.append(n - sum(counts))
-    if min(counts) < 1:
-        raise ValueError(f"n={n} is too small to give every split an item (fractions {fractions})")
+    """Integer split of ``n`` items by ``fractions`` with at least one item per split."""
+    if n < len(fractions):
+        raise ValueError(f"n={n} is too small to give each of {len(fractions)} splits an item")
+    counts = [max(1, int(n * f + 0.5)) for f in fractions]
+    while sum(counts) > n:
+        counts[int(np.argmax(counts))] -= 1
+    counts[-1] += n - sum(counts)
     return counts
 
 
