@@ -69,3 +69,20 @@ def test_non_main_process_writes_nothing(tmp_path):
     prepare_run_dir(tmp_path / "r", load_config(None, DEFAULTS), is_main=False)
     MetricLogger(tmp_path / "r", is_main=False).log(0, {"x": 1})
     assert not (tmp_path / "r").exists()
+
+
+def test_scientific_notation_is_a_float_in_files_and_overrides(tmp_path):
+    cfg = load_config(None, DEFAULTS, ["train.lr=3e-4"])
+    assert cfg.train.lr == 3e-4
+    path = tmp_path / "sci.yaml"
+    path.write_text("train:\n  lr: 1e-5\n")
+    assert load_config(path, DEFAULTS).train.lr == 1e-5
+
+
+def test_value_of_the_wrong_kind_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="'train.epochs' must be a number"):
+        load_config(None, DEFAULTS, ["train.epochs=many"])
+    path = tmp_path / "typed.yaml"
+    path.write_text("model:\n  name: 3\n")
+    with pytest.raises(ConfigError, match=r"typed\.yaml.*'model\.name' must be a string"):
+        load_config(path, DEFAULTS)

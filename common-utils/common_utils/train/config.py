@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -14,16 +15,45 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema; the message names the key and the file."""
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4`` and would give the string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _check_type(default, value, source: str, dotted: str) -> None:
+    """A value must have its default's kind (number, bool, string, list); ``None`` on either side is always allowed."""
+    if default is None or value is None:
+        return
+    kinds = ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (list, "a list"))
+    for kind, name in kinds:
+        if isinstance(default, kind):
+            ok = isinstance(value, kind) and not (kind != bool and isinstance(value, bool))
+            if not ok:
+                raise ConfigError(f"{source}: config key '{dotted}' must be {name} like its default {default!r}, "
+                                  f"got {value!r}")
+            return
 
 
 def _check_keys(data: Mapping, schema: Mapping, source: str, prefix: str = "") -> None:
@@ -36,6 +66,8 @@ def _check_keys(data: Mapping, schema: Mapping, source: str, prefix: str = "") -
             _check_keys(value, schema[key], source, dotted + ".")
         elif isinstance(schema[key], Mapping) and schema[key] and value is not None:
             raise ConfigError(f"{source}: config key '{dotted}' must be a mapping, got {value!r}")
+        elif not isinstance(schema[key], Mapping):
+            _check_type(schema[key], value, source, dotted)
 
 
 def _parse_override(item: str) -> tuple[str, object]:
@@ -43,7 +75,7 @@ def _parse_override(item: str) -> tuple[str, object]:
         raise ConfigError(f"override '{item}' is not of the form key=value")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = _load_yaml(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -70,6 +102,8 @@ def load_config(path: str | os.PathLike | None, defaults: Mapping | str | os.Pat
             if not isinstance(node, Mapping) or part not in node:
                 raise ConfigError(f"override '{item}': unknown config key '{key}'")
             node = node[part]
+        if not isinstance(node, Mapping):
+            _check_type(node, value, f"override '{item}'", key)
         try:
             OmegaConf.update(cfg, key, value, merge=True)
         except OmegaConfBaseException as e:

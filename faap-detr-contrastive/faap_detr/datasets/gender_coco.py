@@ -4,9 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 from common_utils.data import DataFormatError, load_image
+from torch.utils.data import Dataset
 
 GENDERS = ("men", "women")  # gender index: 0 = male, 1 = female (common_utils convention)
 

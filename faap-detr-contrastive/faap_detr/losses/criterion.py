@@ -11,9 +11,10 @@ def _flat_index(indices):
 
 
 class SetCriterion(nn.Module):
-    def __init__(self, num_classes, matcher, weight_dict, eos_coef=0.1):
+    def __init__(self, num_classes, matcher, weight_dict, eos_coef=0.1, aux_loss=True):
         """weight_dict: loss_ce / loss_bbox / loss_giou weights; aux layers reuse them (suffix `_i`)."""
         super().__init__()
+        self.aux_loss = aux_loss
         self.num_classes = num_classes
         self.matcher = matcher
         self.weight_dict = dict(weight_dict)
@@ -54,7 +55,7 @@ class SetCriterion(nn.Module):
             num_boxes = float(sum(len(t["labels"]) for t in targets))
         num_boxes = max(num_boxes, 1.0)
         losses = self._layer_losses(outputs, targets, indices, num_boxes, with_class_error=True)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+        for i, aux in enumerate(outputs.get("aux_outputs", []) if self.aux_loss else []):
             aux_losses = self._layer_losses(aux, targets, self.matcher(aux, targets), num_boxes, False)
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
         return losses, indices

@@ -1,10 +1,9 @@
 """DETR detector, the frozen wrapper used by FAAP, official-checkpoint loading and post-processing."""
 import torch
 import torch.nn.functional as F
+from common_utils.train import load_checkpoint
 from torch import nn
 from torchvision.ops import box_convert
-
-from common_utils.train import load_checkpoint
 
 from .backbone import build_backbone
 from .transformer import Transformer
@@ -45,6 +44,12 @@ class DETR(nn.Module):
         Returns pred_logits [B,Q,K+1], pred_boxes [B,Q,4] (cxcywh in [0,1] of the unpadded image),
         aux_outputs (one dict per earlier decoder layer) and hs [L,B,Q,C]."""
         feats, fmask, pos = self.backbone(images, mask)
+        return self.forward_features(feats, fmask, pos)
+
+    def forward_features(self, feats, fmask, pos=None):
+        """From backbone features [B,C,h,w] and their mask [B,h,w] (pos computed from the mask if None)."""
+        if pos is None:
+            pos = self.backbone[1](fmask).to(feats.dtype)
         hs = self.transformer(self.input_proj(feats), fmask, self.query_embed.weight, pos)[0]
         logits = self.class_embed(hs)
         boxes = self.bbox_embed(hs).sigmoid()
