@@ -1,7 +1,6 @@
 """Stage 2 loss terms. Shapes: h [B, T, D] frame embeddings, w [B, T] importance, y [B] (1 = bona fide,
 0 = spoof, tcm_add's convention, which is also the prototype index), mask [B, T] bool (valid frames)."""
 
-import torch
 import torch.nn.functional as F
 
 EPS = 1e-6

@@ -23,7 +23,8 @@ def split_files(root, split: str) -> tuple[Path, Path, Path]:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(PROTOCOLS)}")
     root = Path(root)
     protocol = root / "LA" / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{PROTOCOLS[split]}.txt"
-    return protocol, root / "LA" / f"ASVspoof2019_LA_{split}" / "flac", root / "segment_labels" / f"{split}_seglab_0.02.npy"
+    flac = root / "LA" / f"ASVspoof2019_LA_{split}" / "flac"
+    return protocol, flac, root / "segment_labels" / f"{split}_seglab_0.02.npy"
 
 
 def pad_or_crop(x: np.ndarray, cut: int) -> np.ndarray:
@@ -72,3 +73,11 @@ class ASVspoofDataset(Dataset):
 
     def __getitem__(self, i: int):
         return torch.from_numpy(pad_or_crop(self.load(i), self.cut)), self.labels[i], i
+
+
+def iter_utterances(root, split: str, cut: int, sample_rate: int = 16000):
+    """Yield (utt_id, label, wave [min(len, cut)] float32, 20 ms labels or None) at native length (no padding)."""
+    ds = ASVspoofDataset(root, split, cut, 0, 0, sample_rate)
+    seg = segment_labels(root, split) or {}
+    for i, row in enumerate(ds.rows):
+        yield row.utt_id, row.label, ds.load(i, augment=False)[:cut], seg.get(row.utt_id)

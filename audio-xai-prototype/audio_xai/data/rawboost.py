@@ -36,8 +36,8 @@ def lnl_convolutive(x, rng, fs=16000, n_f=5, min_bias=5.0, max_bias=20.0, **band
     y = np.zeros_like(x, dtype=np.float64)
     min_g, max_g = band.pop("min_g", 0.0), band.pop("max_g", 0.0)
     for j in range(n_f):
-        if j == 1:
-            min_g, max_g = min_g - min_bias, max_g - max_bias
+        if j == 1:  # non-linear orders are attenuated by a bias drawn from [min_bias, max_bias] dB
+            min_g, max_g = sorted((min_g - min_bias, max_g - max_bias))
         b = notch_filter_bank(rng, fs, min_g=min_g, max_g=max_g, **band)
         y += signal.lfilter(b, 1, x.astype(np.float64) ** (j + 1))
     return _norm(y, always=False).astype(np.float32)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from .ssl_frontend import PRETRAINING_ONLY, SSLModel, build_wav2vec2_config, fairseq_to_hf_key, hf_to_fairseq_key
@@ -203,7 +204,7 @@ class TCMDetector(nn.Module):
 
 def build_detector(cfg) -> TCMDetector:
     """Detector from the ``detector`` config section (``ssl`` = preset name + HF Wav2Vec2Config overrides)."""
-    ssl = dict(cfg.ssl)
+    ssl = OmegaConf.to_container(cfg.ssl) if OmegaConf.is_config(cfg.ssl) else dict(cfg.ssl)
     preset = ssl.pop("preset")
     return TCMDetector(build_wav2vec2_config(preset, **ssl), cfg.emb_size, cfg.heads, cfg.kernel_size,
                        cfg.num_encoders)
@@ -266,10 +267,6 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 __all__ = ["TCMDetector", "MyConformer", "build_detector", "load_tcm_checkpoint", "tcm_state_dict",

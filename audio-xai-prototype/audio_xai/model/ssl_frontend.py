@@ -4,14 +4,13 @@ tcm_add stores the front-end as ``ssl_model.model.<fairseq wav2vec2 key>``. fair
 Python 3.11, so the same network is built with transformers (stable layer norm, layer-norm conv extractor,
 conv bias, every dropout and masking off) and the weights are renamed on load / save.
 """
-import logging
 import re
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-log = logging.getLogger(__name__)
 
 # fairseq pre-training heads with no counterpart in a plain Wav2Vec2Model (dropped on load, with a log line)
 PRETRAINING_ONLY = ("mask_emb", "quantizer.", "project_q.", "final_proj.")
@@ -36,6 +35,8 @@ _FS2HF = [
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
     (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
 ]
+
+
 def _invert(pattern: str, template: str):
     """Turn one (regex, template) rule around: HF regex -> fairseq template."""
     groups = re.findall(r"\((.*?)\)", pattern)
@@ -102,3 +103,40 @@ class SSLModel(nn.Module):
         for k, s in zip(self.model.config.conv_kernel, self.model.config.conv_stride):
             n = (n - k) // s + 1
         return max(n, 0)
+
+
+HF_PRETRAINING_ONLY = ("quantizer.", "project_q.", "project_hid.", "masked_spec_embed")
+
+
+def load_pretrained_ssl(ssl: SSLModel, path) -> list[str]:
+    """Initialise the front-end from pre-trained XLS-R weights (Stage 1 starts from these, as tcm_add does).
+
+    Accepts HF files (``model.safetensors`` / ``pytorch_model.bin`` of e.g. facebook/wav2vec2-xls-r-300m; keys with or
+    without ``wav2vec2.``; legacy ``weight_g/weight_v`` pos-conv names) or a plain fairseq wav2vec2 state dict
+    (renamed with the key map). Pre-training heads are dropped and returned; everything else must match strictly.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if "encoder.pos_conv.0.bias" in state or "post_extract_proj.weight" in state:  # fairseq names
+        dropped = [k for k in state if k.startswith(PRETRAINING_ONLY)]
+        unknown = [k for k in state if k not in dropped and fairseq_to_hf_key(k) is None]
+        if unknown:
+            raise KeyError(f"{path}: keys with no mapping to Wav2Vec2Model: {unknown}")
+        state = {fairseq_to_hf_key(k): v for k, v in state.items() if k not in dropped}
+    else:
+        state = {k.removeprefix("wav2vec2."): v for k, v in state.items()}
+        dropped = [k for k in state if k.startswith(HF_PRETRAINING_ONLY)]
+        state = {k.replace("conv.weight_g", "conv.parametrizations.weight.original0")
+                  .replace("conv.weight_v", "conv.parametrizations.weight.original1"): v
+                 for k, v in state.items() if k not in dropped}
+    own = ssl.model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        raise RuntimeError(f"{path} does not match the SSL front-end:\n  missing: {missing}\n  unexpected: "
+                           f"{unexpected}\n  mis-shaped: {shapes}")
+    ssl.model.load_state_dict(state, strict=True)
+    return dropped

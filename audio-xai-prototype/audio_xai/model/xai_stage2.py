@@ -1,6 +1,7 @@
 """Stage 2 XAI module: importance network h(t) -> w(t) and class prototypes (trained on a frozen detector)."""
 import torch
 import torch.nn.functional as F
+from common_utils.train import all_reduce_mean
 from torch import nn
 
 from ..losses import stage2_loss
@@ -53,10 +54,12 @@ class PrototypeManager(nn.Module):
         if self.mode != "ema":
             raise RuntimeError(f"update() is for ema prototypes, this manager is {self.mode!r}")
         means, counts = class_means(h.float(), y, mask, self.num_classes)
+        sums, counts = all_reduce_mean(means * counts[:, None]), all_reduce_mean(counts)  # same on every rank
+        means = sums / counts.clamp_min(1e-12)[:, None]
         for c in range(self.num_classes):
             if counts[c] > 0:
-                new = means[c] if not self.initialized[c] else self.momentum * self.prototypes[c] + (1 - self.momentum) * means[c]
-                self.prototypes[c] = new
+                m = self.momentum if self.initialized[c] else 0.0
+                self.prototypes[c] = m * self.prototypes[c] + (1 - m) * means[c]
                 self.initialized[c] = True
 
     @torch.no_grad()
@@ -84,9 +87,9 @@ class XAIStage2(nn.Module):
         self.lambdas = {"bonafide_reg": lambda_bonafide_reg, "temporal_smooth": lambda_temporal_smooth,
                         "sparsity": lambda_sparsity}
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h [B, T, D] -> w [B, T]."""
-        return self.importance(h)
+    def forward(self, h: torch.Tensor, y=None, mask=None):
+        """h [B, T, D] -> w [B, T]; with labels y [B] and mask [B, T] -> the loss terms (see ``loss``)."""
+        return self.importance(h) if y is None else self.loss(h, y, mask)
 
     def similarity(self, h: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of each frame to each prototype, [B, T, C]."""

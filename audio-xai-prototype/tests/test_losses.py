@@ -1,0 +1,74 @@
+"""Each Stage 2 loss term on hand-computed cases."""
+import math
+
+import pytest
+import torch
+from audio_xai.losses import (
+    bonafide_importance,
+    frame_contrastive,
+    spoof_concentration,
+    stage2_loss,
+    temporal_smoothness,
+    weighted_contrastive,
+)
+
+
+def test_frame_contrastive_hand_case():
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])          # 0 spoof, 1 bona fide
+    h = torch.tensor([[[2.0, 0.0], [0.0, 3.0]]])              # frame 0 = spoof direction, frame 1 = bona fide
+    T = 0.5
+    l_spoof = frame_contrastive(h, protos, torch.tensor([0]), T)
+    # frame 0: logits (1/T, 0) -> -log(e^2 / (e^2 + 1)); frame 1: logits (0, 1/T) -> -log(1 / (1 + e^2))
+    expected = torch.tensor([[math.log1p(math.exp(-2)), math.log1p(math.exp(2))]])
+    torch.testing.assert_close(l_spoof, expected)
+    torch.testing.assert_close(frame_contrastive(h, protos, torch.tensor([1]), T), expected.flip(-1))
+
+
+def test_weighted_contrastive_normalisations():
+    loss_t = torch.tensor([[1.0, 3.0, 100.0]])
+    w = torch.tensor([[1.0, 0.5, 0.9]])
+    mask = torch.tensor([[True, True, False]])                # the third frame is padding
+    assert weighted_contrastive(loss_t, w, mask, "weighted_mean").item() == pytest.approx((1 + 1.5) / 1.5, rel=1e-5)
+    assert weighted_contrastive(loss_t, w, mask, "frames").item() == pytest.approx((1 + 1.5) / 2)
+    # the design's literal form collapses: scaling w down lowers it; the default is scale-invariant
+    assert weighted_contrastive(loss_t, 0.1 * w, mask, "frames") < weighted_contrastive(loss_t, w, mask, "frames")
+    assert weighted_contrastive(loss_t, 0.1 * w, mask).item() == pytest.approx(
+        weighted_contrastive(loss_t, w, mask).item(), rel=1e-4)
+    with pytest.raises(ValueError, match="contrastive_norm"):
+        weighted_contrastive(loss_t, w, mask, "sum")
+
+
+def test_bonafide_regulariser_only_counts_bonafide():
+    w = torch.tensor([[0.2, 0.4, 0.9], [1.0, 1.0, 1.0]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    assert bonafide_importance(w, torch.tensor([1, 0]), mask).item() == pytest.approx(0.3)
+    assert bonafide_importance(w, torch.tensor([0, 0]), mask).item() == 0.0
+
+
+def test_temporal_smoothness_hand_case():
+    w = torch.tensor([[0.0, 1.0, 1.0, 0.5]])
+    mask = torch.tensor([[True, True, True, False]])
+    assert temporal_smoothness(w, mask).item() == pytest.approx((1 + 0) / 2)
+    assert temporal_smoothness(torch.full((2, 5), 0.3), torch.ones(2, 5, dtype=torch.bool)).item() == 0.0
+
+
+def test_spoof_concentration_hand_case():
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    y = torch.tensor([0, 1])
+    uniform = torch.full((2, 4), 0.5)
+    peaked = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    assert spoof_concentration(uniform, y, mask).item() == pytest.approx(1.0, abs=1e-4)
+    assert spoof_concentration(peaked, y, mask).item() == pytest.approx(0.0, abs=1e-4)
+    half = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert spoof_concentration(half, y, mask).item() == pytest.approx(math.log(2) / math.log(4), abs=1e-4)
+    assert spoof_concentration(uniform, torch.tensor([1, 1]), mask).item() == 0.0
+
+
+def test_total_is_the_weighted_sum():
+    torch.manual_seed(0)
+    h, w = torch.randn(3, 5, 4), torch.rand(3, 5)
+    y, mask = torch.tensor([0, 1, 0]), torch.ones(3, 5, dtype=torch.bool)
+    lambdas = {"bonafide_reg": 0.1, "temporal_smooth": 0.2, "sparsity": 0.3}
+    t = stage2_loss(h, w, torch.randn(2, 4), y, mask, 0.07, lambdas)
+    expected = t["contrastive"] + 0.1 * t["bonafide_reg"] + 0.2 * t["temporal_smooth"] + 0.3 * t["sparsity"]
+    torch.testing.assert_close(t["total"], expected)
