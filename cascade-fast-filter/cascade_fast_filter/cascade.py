@@ -15,13 +15,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common_utils.data import DataFormatError  # noqa: E402
 from common_utils.metrics import binary_metrics  # noqa: E402
 
 from .stage1.utils import (  # noqa: E402
-    calibrated_probs, expected_cost, load_temperature, load_trained_model, measure_gflops, predict_logits,
-    read_score_csv, read_split, settled_mask, to_jsonable,
+    calibrated_probs,
+    expected_cost,
+    load_temperature,
+    load_trained_model,
+    measure_gflops,
+    predict_logits,
+    read_score_csv,
+    read_split,
+    settled_mask,
+    to_jsonable,
 )
 
 
@@ -79,13 +86,13 @@ def run_cascade(cfg, checkpoint=None, temperature_file=None, stage2_csv=None) ->
     stage2_csv = stage2_csv or cfg.cascade.stage2_scores
     if not stage2_csv:
         raise ValueError("no stage-2 scores: set cascade.stage2_scores or pass --stage2-scores")
-    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth")
+    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth", cfg)
     t_cal = load_temperature(temperature_file or run_dir / "calibration_temp.json")
     rows = read_split(cfg, cfg.cascade.split)
     scores, declared = read_score_csv(stage2_csv, cfg.data.root)
     missing = [r for r in rows if str(Path(r.image_path).resolve()) not in scores]
     if missing:
-        raise DataFormatError(f"{stage2_csv}: no score for {len(missing)} {cfg.cascade.split} image(s), e.g. "
+        raise DataFormatError(stage2_csv, f"no score for {len(missing)} {cfg.cascade.split} image(s), e.g. "
                               f"{missing[0].image_path} (manifest line {missing[0].line})")
     c1 = measure_gflops(model, cfg.model.input_size)
     c2 = float(cfg.cascade.stage2_gflops) if cfg.cascade.stage2_gflops is not None else declared

@@ -8,8 +8,14 @@ from typing import NamedTuple
 from common_utils.data import DataFormatError
 
 from .stage1.utils import (
-    calibrated_probs, load_temperature, load_trained_model, measure_gflops, predict_logits, relative_path,
-    resolve_path, write_score_csv,
+    calibrated_probs,
+    load_temperature,
+    load_trained_model,
+    measure_gflops,
+    predict_logits,
+    relative_path,
+    resolve_path,
+    write_score_csv,
 )
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -29,28 +35,29 @@ def list_images(source, data_root) -> list[ImageItem]:
         with open(source, newline="") as f:
             reader = csv.DictReader(f)
             if "image_path" not in (reader.fieldnames or []):
-                raise DataFormatError(f"{source}: no image_path column")
+                raise DataFormatError(source, "no image_path column")
             items = []
             for line, row in enumerate(reader, start=2):
                 path = resolve_path(row["image_path"], data_root)
                 if not path.is_file():
-                    raise DataFormatError(f"{source} line {line}: image not found: {path}")
+                    raise DataFormatError(source, f"image not found: {path}", line=line)
                 items.append(ImageItem(path))
     else:
         raise FileNotFoundError(f"infer input not found: {source}")
     if not items:
-        raise DataFormatError(f"{source}: no images")
+        raise DataFormatError(source, "no images")
     return items
 
 
 def infer(cfg, source, output, checkpoint=None, temperature_file=None) -> Path:
     """Write `output` CSV: image_path (relative to data.root when below it), logit, p_fake, score, cost_gflops."""
     run_dir = Path(cfg.run_dir)
-    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth")
+    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth", cfg)
     t = load_temperature(temperature_file or run_dir / "calibration_temp.json")
     items = list_images(source, cfg.data.root)
     logits = predict_logits(model, items, cfg)
     paths = [relative_path(i.image_path, cfg.data.root) for i in items]
-    out = write_score_csv(output, paths, logits, calibrated_probs(logits, t), measure_gflops(model, cfg.model.input_size))
+    cost = measure_gflops(model, cfg.model.input_size)
+    out = write_score_csv(output, paths, logits, calibrated_probs(logits, t), cost)
     print(f"wrote {len(items)} predictions to {out}")
     return out

@@ -10,11 +10,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
-from scipy.special import expit
-
 from common_utils.metrics import ece
 from common_utils.plots import plot_reliability
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import expit
 
 from .utils import calibrated_probs, load_trained_model, predict_logits, read_split
 
@@ -65,7 +64,7 @@ def calibrate(cfg, checkpoint=None) -> dict:
     """Fit T on cfg.calibration.fit_split, report on report_split; writes calibration_temp.json and
     reliability_diagram.png into the run dir. Returns the JSON dict."""
     run_dir = Path(cfg.run_dir)
-    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth")
+    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth", cfg)
     c = cfg.calibration
     cache = {}
 

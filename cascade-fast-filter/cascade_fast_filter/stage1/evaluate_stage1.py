@@ -8,13 +8,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from common_utils.metrics import binary_metrics, ece
 from common_utils.plots import plot_group_bars, plot_reliability, plot_roc
 
 from .utils import (
-    analyze_cascade_thresholds, calibrated_probs, load_temperature, load_trained_model,
-    measure_gflops, predict_logits, read_score_csv, read_split, resolve_path, to_jsonable,
+    analyze_cascade_thresholds,
+    calibrated_probs,
+    load_temperature,
+    load_trained_model,
+    measure_gflops,
+    predict_logits,
+    read_score_csv,
+    read_split,
+    resolve_path,
+    to_jsonable,
 )
 
 
@@ -81,7 +88,7 @@ def markdown_report(report: dict) -> str:
 def evaluate(cfg, checkpoint=None, temperature_file=None) -> dict:
     """Evaluate best_model.pth with calibration_temp.json on cfg.evaluation.split; returns the report dict."""
     run_dir = Path(cfg.run_dir)
-    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth")
+    model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth", cfg)
     t = load_temperature(temperature_file or run_dir / "calibration_temp.json")
     split = cfg.evaluation.split
     rows = read_split(cfg, split)

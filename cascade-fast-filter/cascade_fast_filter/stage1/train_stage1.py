@@ -13,17 +13,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common_utils.metrics import binary_metrics
+from common_utils.train import (
+    MetricLogger,
+    all_gather_cat,
+    all_reduce_mean,
+    autocast_context,
+    barrier,
+    capture_rng_state,
+    check_finite,
+    cleanup_distributed,
+    init_distributed,
+    load_checkpoint,
+    make_grad_scaler,
+    prepare_run_dir,
+    progress,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
 from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-
-from common_utils.metrics import binary_metrics
-from common_utils.train import (
-    MetricLogger, all_gather_cat, all_reduce_mean, autocast_context, barrier, capture_rng_state, check_finite,
-    cleanup_distributed, init_distributed, load_checkpoint, make_grad_scaler, prepare_run_dir, progress,
-    restore_rng_state, save_checkpoint, seed_everything,
-)
 
 from .utils import ManifestDataset, build_model, build_transforms, read_split
 
@@ -96,8 +108,7 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
     val_sampler = DistributedSampler(val_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
     bs = cfg.train.batch_size
     train_loader = DataLoader(train_ds, batch_size=bs, sampler=train_sampler, num_workers=cfg.data.num_workers,
-                              drop_last=len(train_sampler) > bs, pin_memory=ctx.device.type == "cuda",
-                              persistent_workers=False)
+                              drop_last=len(train_sampler) > bs, pin_memory=ctx.device.type == "cuda")
     val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, sampler=val_sampler,
                             num_workers=cfg.data.num_workers)
 
@@ -113,10 +124,11 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
 
     accum = cfg.train.grad_accum
     steps_per_epoch = math.ceil(len(train_loader) / accum)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    lr = cfg.train.lr
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(
         cfg.train.epochs * steps_per_epoch, round(cfg.train.warmup_epochs * steps_per_epoch),
-        cfg.train.min_lr / cfg.train.lr))
+        cfg.train.min_lr / lr))
     scaler = make_grad_scaler(cfg.train.precision, ctx.device)
 
     start_epoch, best_auc, history = 0, -1.0, []
@@ -126,12 +138,12 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
         net.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
+        if state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start_epoch, best_auc, history = state["epoch"], state["best_val_auc"], list(state["history"])
-        restore_rng_state(state["rng"][ctx.rank] if isinstance(state["rng"], list) else state["rng"])
+        restore_rng_state(state["rng"][min(ctx.rank, len(state["rng"]) - 1)])
         if ctx.is_main:
             print(f"resumed from {resume_path} at epoch {start_epoch}")
 
@@ -155,18 +167,13 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
                 logits = model(x).reshape(-1)
             loss = F.binary_cross_entropy_with_logits(logits.float(), y)
             check_finite(loss, epoch * len(train_loader) + it)
-            loss_to_step = loss / accum
-            (scaler.scale(loss_to_step) if scaler is not None else loss_to_step).backward()
+            scaler.scale(loss / accum).backward()
             if (it + 1) % accum == 0 or it + 1 == len(train_loader):
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
+                scaler.unscale_(optimizer)
                 if cfg.train.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 if ema is not None:
@@ -177,7 +184,11 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
             if ctx.is_main and it % cfg.train.log_every == 0:
                 batches.set_postfix(loss=f"{loss.item():.4f}")
 
-        val_logits, val_labels = validate(ema.module if ema is not None else model, val_loader, ctx, cfg)
+        eval_net = ema.module if ema is not None else net
+        if ctx.distributed:  # BN running stats differ per rank (each updates on its own batches): use rank 0's
+            for buf in eval_net.buffers():
+                torch.distributed.broadcast(buf, 0)
+        val_logits, val_labels = validate(eval_net, val_loader, ctx, cfg)
         val = binary_metrics(val_labels.numpy(), torch.sigmoid(val_logits).numpy())
         val_loss = F.binary_cross_entropy_with_logits(val_logits, val_labels).item()
         auc = val["auc"] if val["auc"] is not None else float("nan")
@@ -193,7 +204,6 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
         }
         history.append(row)
         if ctx.is_main:
-            eval_net = ema.module if ema is not None else net
             if improved:
                 save_checkpoint({"model": eval_net.state_dict(), "config": resolved, "epoch": epoch + 1,
                                  "val_auc": auc}, run_dir / "best_model.pth")
@@ -205,7 +215,7 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
         if ctx.is_main:
             save_checkpoint({
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
+                "scaler": scaler.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "epoch": epoch + 1, "best_val_auc": best_auc, "history": history, "rng": rng_all,
                 "config": resolved,

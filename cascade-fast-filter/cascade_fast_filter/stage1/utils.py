@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from common_utils.data import DataFormatError, load_image, read_manifest
+from common_utils.train import load_checkpoint, load_config
 from omegaconf import OmegaConf
 from scipy.special import expit
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
-
-from common_utils.data import DataFormatError, load_image, read_manifest
-from common_utils.train import load_checkpoint, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "stage1.yaml"
 SPLITS = ("train", "val", "test")
@@ -43,7 +42,8 @@ def build_model(cfg_model, pretrained: bool | None = None) -> torch.nn.Module:
     """
     pretrained = cfg_model.pretrained if pretrained is None else pretrained
     if not pretrained:
-        return timm.create_model(cfg_model.name, pretrained=False, num_classes=1, drop_rate=cfg_model.drop_rate)
+        return _zero_head(timm.create_model(cfg_model.name, pretrained=False, num_classes=1,
+                                            drop_rate=cfg_model.drop_rate))
     if not cfg_model.pretrained_file:
         raise ValueError("model.pretrained is true but model.pretrained_file is not set (no hub access)")
     file = Path(cfg_model.pretrained_file)
@@ -57,6 +57,16 @@ def build_model(cfg_model, pretrained: bool | None = None) -> torch.nn.Module:
     if missing or unexpected:
         raise KeyError(f"{file} does not fit {cfg_model.name}: missing {missing[:10]} ({len(missing)}), "
                        f"unexpected {unexpected[:10]} ({len(unexpected)})")
+    return _zero_head(model)
+
+
+def _zero_head(model):
+    """Zero the new 1-logit classifier: every image starts at P(fake) = 0.5 instead of timm's default head init
+    (whose logits reach |z| ~ 10 on a random backbone)."""
+    head = model.get_classifier()
+    torch.nn.init.zeros_(head.weight)
+    if head.bias is not None:
+        torch.nn.init.zeros_(head.bias)
     return model
 
 
@@ -65,7 +75,11 @@ def load_trained_model(checkpoint_path, cfg=None):
     ckpt = load_checkpoint(checkpoint_path)
     if "model" not in ckpt or "config" not in ckpt:
         raise KeyError(f"{checkpoint_path}: not a stage-1 checkpoint (needs 'model' and 'config' keys)")
-    model = build_model(OmegaConf.create(ckpt["config"]["model"]), pretrained=False)
+    saved = ckpt["config"]["model"]
+    if cfg is not None and (saved["name"], saved["input_size"]) != (cfg.model.name, cfg.model.input_size):
+        raise ValueError(f"{checkpoint_path} holds {saved['name']} at {saved['input_size']} px but the config says "
+                         f"{cfg.model.name} at {cfg.model.input_size} px")
+    model = build_model(OmegaConf.create(saved), pretrained=False)
     expected, given = model.state_dict(), ckpt["model"]
     missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
     bad = sorted(k for k in set(given) & set(expected) if given[k].shape != expected[k].shape)
@@ -89,12 +103,21 @@ def measure_gflops(model: torch.nn.Module, input_size: int) -> float:
 
 # ----------------------------------------------------------------------------- data
 def build_transforms(cfg, train: bool):
-    """Resize to input_size (images vary in size), design augmentations for training, ImageNet normalisation.
+    """Resize (or crop) to input_size, design augmentations for training, ImageNet normalisation.
 
-    Blur sits in RandomApply(p=augment.blur_prob); the design's bare GaussianBlur is blur_prob=1.0.
+    data.preprocess: `resize` = bicubic resize to input_size (the design; its data are 256 px crops already);
+    `crop` = random (train) / centre (eval) crop at native resolution, reflect-padded when smaller, which keeps
+    pixel-level generator fingerprints that resizing would erase. Blur sits in RandomApply(p=augment.blur_prob);
+    the design's bare GaussianBlur is blur_prob=1.0.
     """
     size = cfg.model.input_size
-    ops = [transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)]
+    if cfg.data.preprocess == "resize":
+        ops = [transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)]
+    elif cfg.data.preprocess == "crop":
+        ops = [transforms.RandomCrop(size, pad_if_needed=True, padding_mode="reflect") if train else
+               _PadCenterCrop(size)]
+    else:
+        raise ValueError(f"data.preprocess must be 'resize' or 'crop', got {cfg.data.preprocess!r}")
     if train:
         a = cfg.augment
         ops += [
@@ -105,6 +128,21 @@ def build_transforms(cfg, train: bool):
         ]
     ops += [transforms.ToTensor(), transforms.Normalize(list(cfg.model.mean), list(cfg.model.std))]
     return transforms.Compose(ops)
+
+
+class _PadCenterCrop:
+    """Centre crop to size x size, reflect-padding images smaller than that."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img):
+        w, h = img.size
+        pad_w, pad_h = max(0, self.size - w), max(0, self.size - h)
+        if pad_w or pad_h:
+            img = transforms.functional.pad(img, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2],
+                                            padding_mode="reflect")
+        return transforms.functional.center_crop(img, [self.size, self.size])
 
 
 class ManifestDataset(Dataset):
@@ -129,9 +167,9 @@ def read_split(cfg, split: str):
     rows = read_manifest(csv_path, data_root=cfg.data.root, check_files=cfg.data.check_files)
     wrong = [r for r in rows if r.split != split]
     if wrong:
-        raise DataFormatError(f"{csv_path} line {wrong[0].line}: split {wrong[0].split!r} in the {split} manifest")
+        raise DataFormatError(csv_path, f"split {wrong[0].split!r} in the {split} manifest", line=wrong[0].line)
     if not rows:
-        raise DataFormatError(f"{csv_path}: no rows")
+        raise DataFormatError(csv_path, "no rows")
     return rows
 
 
@@ -250,18 +288,18 @@ def read_score_csv(path, data_root) -> tuple[dict, float | None]:
         reader = csv.DictReader(f)
         missing = {"image_path", "score"} - set(reader.fieldnames or [])
         if missing:
-            raise DataFormatError(f"{path}: missing column(s) {sorted(missing)} (need image_path,score)")
+            raise DataFormatError(path, f"missing column(s) {sorted(missing)} (need image_path,score)")
         for line, row in enumerate(reader, start=2):
             try:
                 score = float(row["score"])
                 cost = float(row["cost_gflops"]) if row.get("cost_gflops") not in (None, "") else None
             except ValueError as err:
-                raise DataFormatError(f"{path} line {line}: {err}") from None
+                raise DataFormatError(path, str(err), line=line) from None
             if not math.isfinite(score):
-                raise DataFormatError(f"{path} line {line}: score {row['score']!r} is not finite")
+                raise DataFormatError(path, f"score {row['score']!r} is not finite", line=line)
             key = str(resolve_path(row["image_path"], data_root).resolve())
             if key in scores:
-                raise DataFormatError(f"{path} line {line}: duplicate image_path {row['image_path']!r}")
+                raise DataFormatError(path, f"duplicate image_path {row['image_path']!r}", line=line)
             scores[key] = score
             if cost is not None:
                 costs.append(cost)
