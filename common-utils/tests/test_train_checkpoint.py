@@ -55,3 +55,16 @@ def test_rng_state_roundtrip_through_a_file(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "r.pth")["rng"])
     second = (random.random(), np.random.rand(), torch.rand(3))
     assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
+
+
+def test_resolve_resume(tmp_path):
+    from common_utils.train import resolve_resume
+
+    last = tmp_path / "last.pth"
+    assert resolve_resume(None, last) is None and resolve_resume("", last) is None
+    assert resolve_resume("auto", last) is None  # first submission of a requeue-safe job: fresh start
+    save_checkpoint({"epoch": 0}, last)
+    assert resolve_resume("auto", last) == last
+    assert resolve_resume(str(last), tmp_path / "other.pth") == last
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        resolve_resume(tmp_path / "missing.pth", last)

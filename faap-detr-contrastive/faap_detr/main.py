@@ -17,6 +17,7 @@ from common_utils.train import (
     load_config,
     make_grad_scaler,
     prepare_run_dir,
+    resolve_resume,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -85,13 +86,6 @@ def epoch_schedule(cfg, epoch):
     return eps, beta, contrastive_warmup_weight(epoch, cfg.loss.contrastive_warmup_epochs)
 
 
-def _resolve_resume(resume, run_dir):
-    if resume == "auto":
-        last = Path(run_dir) / "checkpoints" / "last.pth"
-        return last if last.is_file() else None
-    return Path(resume) if resume else None
-
-
 def train(cfg, resume=None):
     """Train the perturbation generator against the frozen DETR; one checkpoint per epoch."""
     ctx = init_distributed(_device_arg(cfg))
@@ -118,7 +112,7 @@ def train(cfg, resume=None):
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr_g, weight_decay=cfg.train.weight_decay)
     scaler = make_grad_scaler(cfg.train.precision, ctx.device)
     start_epoch = 0
-    ckpt_path = _resolve_resume(resume, run_dir)
+    ckpt_path = resolve_resume(resume, run_dir / "checkpoints" / "last.pth")
     if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path)
         generator.load_state_dict(ckpt["generator"])
@@ -241,7 +235,7 @@ def train_detr(cfg, resume=None):
     optimizer = torch.optim.AdamW(groups, lr=dt.lr, weight_decay=dt.weight_decay)
     scaler = make_grad_scaler(cfg.train.precision, ctx.device)
     start_epoch = 0
-    ckpt_path = _resolve_resume(resume, run_dir)
+    ckpt_path = resolve_resume(resume, run_dir / "checkpoints" / "last.pth")
     if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])

@@ -24,6 +24,7 @@ from common_utils.train import (
     make_grad_scaler,
     prepare_run_dir,
     progress,
+    resolve_resume,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -98,8 +99,7 @@ def train_stage1(cfg, resume: str | None = None) -> dict:
     state = {"epoch": 0, "best": [], "best_loss": float("inf"), "bad_epochs": 0, "step": 0}
 
     last = out / "last.pth"
-    if resume == "auto":
-        resume = str(last) if last.exists() else None
+    resume = resolve_resume(resume, last)
     if resume:
         ckpt = load_checkpoint(resume)
         model.load_state_dict(ckpt["model"])

@@ -20,6 +20,7 @@ from common_utils.train import (
     make_grad_scaler,
     prepare_run_dir,
     progress,
+    resolve_resume,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -113,8 +114,7 @@ def train_stage2(cfg, resume: str | None = None, detector=None) -> dict:
     loader = DataLoader(range(len(ds)), batch_size=tr.batch_size, sampler=sampler)
     start, step = 0, 0
     last = out / "last.pth"
-    if resume == "auto":
-        resume = str(last) if last.exists() else None
+    resume = resolve_resume(resume, last)
     if resume:
         ckpt = load_checkpoint(resume)
         xai.load_state_dict(ckpt["model"])

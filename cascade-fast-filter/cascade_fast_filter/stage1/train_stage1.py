@@ -28,6 +28,7 @@ from common_utils.train import (
     make_grad_scaler,
     prepare_run_dir,
     progress,
+    resolve_resume,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -50,19 +51,6 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
         progress_ = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress_))
     return factor
-
-
-def resolve_resume(resume, run_dir: Path):
-    """`auto` -> run_dir/last.pth when it exists (SLURM requeue), else None; a path must exist."""
-    if resume in (None, "", "none"):
-        return None
-    if resume == "auto":
-        last = run_dir / "last.pth"
-        return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {path}: no such checkpoint")
-    return path
 
 
 @torch.no_grad()
@@ -132,7 +120,7 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
     scaler = make_grad_scaler(cfg.train.precision, ctx.device)
 
     start_epoch, best_auc, history = 0, -1.0, []
-    resume_path = resolve_resume(resume, run_dir)
+    resume_path = resolve_resume(resume, run_dir / "last.pth")
     if resume_path is not None:
         state = load_checkpoint(resume_path, map_location=ctx.device)
         net.load_state_dict(state["model"], strict=True)

@@ -76,3 +76,20 @@ def _to_plain(x):
 
 def _to_tuple(x):
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+def resolve_resume(resume: str | os.PathLike | None, last: str | os.PathLike) -> Path | None:
+    """The checkpoint a ``--resume`` value points at.
+
+    ``None``/``""`` -> no resume; ``"auto"`` -> ``last`` (the run's latest checkpoint) when it exists, else a fresh
+    start, which is what a requeued SLURM job needs; any other value must be an existing file.
+    """
+    if resume is None or str(resume) == "":
+        return None
+    if str(resume) == "auto":
+        last = Path(last)
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {path}: no such checkpoint")
+    return path
