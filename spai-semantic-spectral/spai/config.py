@@ -11,13 +11,12 @@ log = logging.getLogger(__name__)
 
 _C = CN()
 _C.BASE = [""]
-_C.MODEL_WEIGHTS = "mfm"  # spectral backbone family; only the MFM ViT of the released spai.pth is built here
+_C.MODEL_WEIGHTS = "mfm"  # spectral backbone: mfm (released spai.pth) | clip (design option, frozen open_clip)
 _C.PRETRAINED = ""  # spai.pth (or one of our checkpoints) to initialise from
 _C.OUTPUT = "runs/spai"
 _C.TAG = "spai"
 _C.SEED = 0
 _C.PRECISION = "fp32"  # fp32 | bf16 | fp16 (torch.amp; replaces apex)
-_C.PRINT_FREQ = 50
 
 _C.DATA = CN()
 _C.DATA.DATA_PATH = ""
@@ -36,7 +35,6 @@ _C.DATA.TEST_PREFETCH_FACTOR = 1
 _C.DATA.AUGMENTED_VIEWS = 4  # views per training image, concatenated horizontally
 
 _C.MODEL = CN()
-_C.MODEL.NAME = "finetune"
 _C.MODEL.SID_APPROACH = "freq_restoration"
 _C.MODEL.RESOLUTION_MODE = "arbitrary"
 _C.MODEL.NUM_CLASSES = 2  # upstream convention: 2 means one logit
@@ -87,6 +85,7 @@ _C.MODEL.CLS_HEAD = CN()
 _C.MODEL.CLS_HEAD.MLP_RATIO = 3
 
 _C.AUG = CN()
+_C.AUG.RESIZED_CROP = True  # RandomResizedCrop as upstream; False = random crop at native scale
 _C.AUG.MIN_CROP_AREA = 0.2
 _C.AUG.MAX_CROP_AREA = 1.0
 _C.AUG.HORIZONTAL_FLIP_PROB = 0.5
@@ -129,9 +128,6 @@ _C.TRAIN.OPTIMIZER = CN()
 _C.TRAIN.OPTIMIZER.BETAS = [0.9, 0.999]
 _C.TRAIN.OPTIMIZER.EPS = 1e-8
 
-_C.TEST = CN()
-_C.TEST.MAX_SIZE = None  # resize so the longest side is at most this (None = original resolution)
-
 
 def _merge_file(cfg: CN, path: Path) -> None:
     with open(path) as f:
@@ -164,11 +160,14 @@ def get_config(cfg_path: str | Path | None = None, opts: list | tuple = ()) -> C
 
 
 def validate(cfg: CN) -> None:
-    if cfg.MODEL_WEIGHTS != "mfm":
-        raise ValueError(f"MODEL_WEIGHTS={cfg.MODEL_WEIGHTS!r}: only 'mfm' (the released spai.pth backbone) is "
-                         "built; semantic context comes from MODEL.SEMANTIC (a frozen open_clip tower)")
+    if cfg.MODEL_WEIGHTS not in ("mfm", "clip"):
+        raise ValueError(f"MODEL_WEIGHTS={cfg.MODEL_WEIGHTS!r}: expected mfm (the released spai.pth backbone) or "
+                         "clip (the MODEL.SEMANTIC open_clip tower as spectral backbone; dinov2 needs a hub)")
     if cfg.MODEL.SID_APPROACH != "freq_restoration" or cfg.MODEL.RESOLUTION_MODE != "arbitrary":
         raise ValueError("only MODEL.SID_APPROACH=freq_restoration with RESOLUTION_MODE=arbitrary is supported")
+    if cfg.MODEL.NUM_CLASSES != 2 or cfg.MODEL.REQUIRED_NORMALIZATION != "positive_0_1":
+        raise ValueError("MODEL.NUM_CLASSES must be 2 (one logit) and REQUIRED_NORMALIZATION positive_0_1 "
+                         "(images in [0, 1], normalised inside the model)")
     bad = [i for i in cfg.MODEL.FRE.EARLY_FUSION_LAYERS if not 0 <= i < cfg.MODEL.VIT.DEPTH]
     if bad:
         raise ValueError(f"MODEL.FRE.EARLY_FUSION_LAYERS {bad} outside 0..{cfg.MODEL.VIT.DEPTH - 1}")
@@ -195,7 +194,7 @@ def config_from_mapping(mapping: dict, source: str = "checkpoint") -> CN:
 
     def merge(dst: CN, src: dict, prefix: str):
         for k, v in src.items():
-            if k not in dst:
+            if k not in dst or (v is None and dst[k] is not None):  # upstream's None = "use the default"
                 ignored.append(prefix + k)
             elif isinstance(dst[k], CN):
                 merge(dst[k], v, f"{prefix}{k}.")

@@ -9,9 +9,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from common_utils.train import load_checkpoint
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ _UNUSED_RE = re.compile("|".join(f"(?:{p})" for p in UNUSED_UPSTREAM_KEYS))
 
 
 class _ConfigMapping(dict):
-    """Stands in for ``yacs.config.CfgNode`` while unpickling; yacs' bookkeeping state is discarded."""
+    """Stands in for ``yacs.config.CfgNode`` while unpickling."""
 
     def __setstate__(self, state):
-        pass
+        """yacs' bookkeeping attributes (immutability flag, deprecated/renamed key sets) are discarded."""
 
 
 _ALLOWED_GLOBALS = {
@@ -80,7 +79,10 @@ def load_checkpoint_file(path: str | Path) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = load_checkpoint(path, map_location="cpu")
-    except pickle.UnpicklingError:
+    except RuntimeError as e:  # common_utils names the file; the weights-only refusal is the cause
+        if not isinstance(e.__cause__, pickle.UnpicklingError):
+            raise
+        # torch only accepts a pickle_module with weights_only=False; the restricted unpickler is the safety here
         ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path}: not a SPAI checkpoint (expected a dict with a 'model' entry)")

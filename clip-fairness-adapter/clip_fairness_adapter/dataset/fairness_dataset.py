@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
+from common_utils.data import FairnessRow, FeatureCache, load_image, read_pgfdd_csv
 from torch.utils.data import Dataset
 from torchvision import transforms
-
-from common_utils.data import FairnessRow, FeatureCache, load_image, read_pgfdd_csv
 
 from ..model.clip_backbone import CLIP_MEAN, CLIP_STD, FrozenCLIPImageEncoder
 

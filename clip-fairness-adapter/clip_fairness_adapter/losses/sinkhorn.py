@@ -31,18 +31,23 @@ class BatchedSinkhorn:
     def __call__(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> torch.Tensor:
         if len(xs) != len(ys) or not xs:
             raise ValueError(f"need the same non-zero number of x and y clouds, got {len(xs)} and {len(ys)}")
-        x, a = _pad(xs)
-        y, b = _pad(ys)
+        x, a = pad_clouds(xs)
+        y, b = pad_clouds(ys)
         diameter = self.diameter
         if diameter is None:
             pts = torch.cat([*xs, *ys]).detach()
             diameter = max((pts.max(0).values - pts.min(0).values).norm().item(), self.blur)
+        return self.padded(x, a, y, b, diameter)
+
+    def padded(self, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
+               diameter: float) -> torch.Tensor:
+        """Divergences [P] of padded clouds x [P,N,D] (weights a [P,N]) and y [P,M,D] (weights b [P,M])."""
         loss = SamplesLoss("sinkhorn", p=self.p, blur=self.blur, scaling=self.scaling, diameter=diameter,
                            backend="tensorized")
         return loss(a, x, b, y)
 
 
-def _pad(clouds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_clouds(clouds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """[P, N, D] zero-padded points and [P, N] weights (1/n_i on real rows, 0 on padding)."""
     n_max = max(c.shape[0] for c in clouds)
     pts = clouds[0].new_zeros(len(clouds), n_max, clouds[0].shape[1])

@@ -5,9 +5,8 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from common_utils.train import load_checkpoint
+from torch import nn
 
 
 def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

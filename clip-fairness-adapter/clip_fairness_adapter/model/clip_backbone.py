@@ -7,8 +7,8 @@ loader, or an open_clip state dict loaded into ``ViT-L-14-quickgelu`` (a plain `
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import open_clip
 import torch
@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# tiny random-init config for tests and the demo (same code path as ViT-L/14, QuickGELU, 768-d output)
-TINY_VISION_CFG = dict(image_size=32, layers=4, width=64, patch_size=8, head_width=32)
+# tiny random-init config for tests and the demo (same code path as ViT-L/14, QuickGELU, 768-d output). Mean pooling of
+# the patch tokens: a random 2-layer ViT's CLS token barely depends on the image, the mean of its patch tokens does.
+TINY_VISION_CFG = dict(image_size=128, layers=2, width=64, patch_size=16, head_width=32, pool_type="avg")
 
 
 def _build_visual(name: str, pretrained: str | None) -> nn.Module:
@@ -54,8 +55,9 @@ class FrozenCLIPImageEncoder(nn.Module):
     """Frozen CLIP image tower (text tower dropped).
 
     forward(images [B,3,H,W]) -> (feat [B,768] = ``encode_image`` output, unnormalised;
-                                  tokens [B,K,768] = CLS token of each layer in ``token_layers`` (1-based) after
-                                  ln_post and the projection, the same map that turns the last CLS into ``feat``).
+                                  tokens [B,K,768] = each layer in ``token_layers`` (1-based) read out exactly as the
+                                  last one is for ``feat``: ln_post, the model's pooling (CLS token for OpenAI
+                                  ViT-L/14), projection. The token of the last layer equals ``feat``.)
     """
 
     def __init__(self, name: str = "ViT-L-14-quickgelu", pretrained: str | None = None,
@@ -82,6 +84,7 @@ class FrozenCLIPImageEncoder(nn.Module):
         out = self.visual.forward_intermediates(images, indices=[i - 1 for i in self.token_layers],
                                                 normalize_intermediates=True, output_fmt="NLC",
                                                 output_extra_tokens=True)
-        cls = torch.cat(out["image_intermediates_prefix"], dim=1)  # [B,K,width] after ln_post
-        tokens = cls @ self.visual.proj  # [B,K,768]
+        pooled = [self.visual._global_pool(torch.cat([prefix, patches], dim=1))[0]  # [B,width] per layer
+                  for prefix, patches in zip(out["image_intermediates_prefix"], out["image_intermediates"])]
+        tokens = torch.stack(pooled, dim=1) @ self.visual.proj  # [B,K,768]
         return out["image_features"].float(), tokens.float()

@@ -1,7 +1,7 @@
 """MFM / BEiT-style ViT (separate q and v biases) returning intermediate patch tokens."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,7 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         n_tokens = (img_size // patch_size) ** 2 + 1
         self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, embed_dim)) if use_abs_pos_emb else None
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i], init_values)
                                     for i in range(depth))
         if self.pos_embed is not None:
@@ -101,15 +101,21 @@ class VisionTransformer(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor, after_block: dict[int, Callable] | None = None) -> torch.Tensor:
-        """x: [B, 3, H, W] normalised. ``after_block[i](tokens)`` rewrites the tokens after block i."""
-        x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        if self.pos_embed is not None:
-            x = x + self.pos_embed
+    def forward(self, x: torch.Tensor, after_block: dict[int, Callable] | None = None,
+                grad_from: int = 0) -> torch.Tensor:
+        """x: [B, 3, H, W] normalised. ``after_block[i](tokens)`` rewrites the tokens after block i.
+
+        Blocks before ``grad_from`` run without autograd (a frozen backbone ahead of the first fusion gate).
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and grad_from <= 0):
+            x = self.patch_embed(x)
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            if self.pos_embed is not None:
+                x = x + self.pos_embed
         outs = []
         for i, blk in enumerate(self.blocks):
-            x = blk(x)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i >= grad_from):
+                x = blk(x)
             if after_block and i in after_block:
                 x = after_block[i](x)
             if i in self.intermediate_layers:

@@ -1,0 +1,1 @@
+"""SPAI (any-resolution spectral AI-image detection) with CLIP semantic-spectral fusion."""

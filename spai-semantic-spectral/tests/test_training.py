@@ -1,0 +1,148 @@
+"""Trainer: learning on a tiny task, exact resume, layer decay, two-stage schedule, mixup, CLI."""
+import json
+
+import pytest
+import torch
+from conftest import CONFIGS
+from spai.config import get_config
+from spai.engine import apply_training_stage, build_mixup, train_model
+from spai.models import build_cls_model
+from spai.optimizer import build_optimizer, layer_id
+
+FAST = ["DATA.BATCH_SIZE", 8, "DATA.AUGMENTED_VIEWS", 1, "TRAIN.WARMUP_EPOCHS", 0, "MODEL.VIT.PATCH_SIZE", 16]
+
+
+def _train(tiny_data, out, opts, resume=None):
+    cfg = get_config(CONFIGS / "tiny.yaml", FAST + list(opts))
+    return train_model(cfg, tiny_data / "spai/train.csv", tiny_data, [tiny_data / "spai/test.csv"], [tiny_data],
+                       resume=resume, output=out)
+
+
+def test_tiny_run_learns(tiny_data, tmp_path):
+    _, results = _train(tiny_data, tmp_path / "run", ["TRAIN.EPOCHS", 4, "TRAIN.BASE_LR", 2e-3])
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["train_loss"] > lines[3]["train_loss"]
+    assert results["test"]["auc"] > 0.85 and not results["test"]["single_class"]
+    assert (tmp_path / "run/config.yaml").is_file() and (tmp_path / "run/best.pth").is_file()
+
+
+class Preempted(Exception):
+    pass
+
+
+def test_resume_reproduces_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    opts = ["TRAIN.EPOCHS", 2, "MODEL.FRE.USE_ADAPTIVE_GATING", True, "TRAIN.SEMANTIC_STAGE_EPOCHS", 1,
+            "TRAIN.LOSS", "focal", "TRAIN.FREQUENCY_CONSISTENCY_WEIGHT", 0.05, "AUG.MIXUP", 0.4]
+    full, _ = _train_no_test(tiny_data, tmp_path / "full", opts)
+
+    import spai.engine
+    save = spai.engine.save_checkpoint
+
+    def save_then_stop(state, path):  # the job is killed right after the first epoch's checkpoint
+        save(state, path)
+        raise Preempted
+
+    monkeypatch.setattr(spai.engine, "save_checkpoint", save_then_stop)
+    with pytest.raises(Preempted):
+        _train_no_test(tiny_data, tmp_path / "part", opts)
+    monkeypatch.setattr(spai.engine, "save_checkpoint", save)
+    assert torch.load(tmp_path / "part/last.pth", weights_only=True)["epoch"] == 0
+    resumed, _ = _train_no_test(tiny_data, tmp_path / "part", opts, resume="auto")
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def _train_no_test(tiny_data, out, opts, resume=None):
+    cfg = get_config(CONFIGS / "tiny.yaml", FAST + list(opts))
+    return train_model(cfg, tiny_data / "spai/train.csv", tiny_data, resume=resume, output=out)
+
+
+def test_layer_decay_uses_real_parameter_names():
+    cfg = get_config(CONFIGS / "tiny.yaml", ["MODEL.FRE.EARLY_FUSION_LAYERS", [1]])
+    model = build_cls_model(cfg)
+    groups = build_optimizer(cfg, model).param_groups
+    scale = {n: g["lr_scale"] for g in groups for n in g["names"]}
+    depth, decay = cfg.MODEL.VIT.DEPTH, cfg.TRAIN.LAYER_DECAY
+    assert scale["mfvit.vit.patch_embed.proj.weight"] == pytest.approx(decay ** (depth + 1))
+    assert scale["mfvit.vit.blocks.0.attn.qkv.weight"] == pytest.approx(decay ** depth)
+    assert scale["mfvit.vit.blocks.3.mlp.fc1.weight"] == pytest.approx(decay)
+    assert scale["mfvit.early_fusion_gates.1.out.weight"] == pytest.approx(decay ** (depth - 1))
+    assert scale["cls_head.head.0.weight"] == 1.0
+    assert layer_id("mfvit.vit.blocks.2.norm1.weight", depth) == 3
+    assert len({round(s, 8) for s in scale.values()}) == depth + 2
+    nd = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}
+    assert "cls_head.head.0.bias" in nd and "cls_head.head.0.weight" not in nd
+
+
+def test_two_stage_schedule():
+    cfg = get_config(CONFIGS / "tiny.yaml", ["MODEL.FRE.USE_HIERARCHICAL_FUSION", True,
+                                             "TRAIN.SEMANTIC_STAGE_EPOCHS", 2])
+    model = build_cls_model(cfg)
+    opt = build_optimizer(cfg, model)
+    assert apply_training_stage(model, opt, 1, cfg) == 1
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("mfvit.features_processor.hierarchical_fusion.") for n in trainable)
+    assert apply_training_stage(model, opt, 2, cfg) == 2
+    assert "cls_head.head.0.weight" in {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_mixup_and_cutmix_are_applied():
+    cfg = get_config(CONFIGS / "tiny.yaml", ["AUG.MIXUP", 0.4, "AUG.CUTMIX", 1.0])
+    mix = build_mixup(cfg)
+    x, y = torch.rand(4, 3, 64, 128), torch.tensor([0, 1, 0, 1])
+    torch.manual_seed(0)
+    mixed, soft = mix(x.clone(), y)
+    assert not torch.equal(mixed, x) and soft.shape == (4, 2)
+    assert torch.all((soft[:, 1] > 0) & (soft[:, 1] < 1))
+    assert build_mixup(get_config(CONFIGS / "tiny.yaml")) is None
+
+
+def test_unknown_config_key_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("MODEL:\n  FRE:\n    USE_ADAPTIV_GATING: True\n")
+    with pytest.raises(ValueError, match="USE_ADAPTIV_GATING") as e:
+        get_config(bad)
+    assert "bad.yaml" in str(e.value)
+    with pytest.raises(ValueError, match="TRAIN.NOPE"):
+        get_config(CONFIGS / "tiny.yaml", ["TRAIN.NOPE", 1])
+    for path in CONFIGS.glob("*.yaml"):
+        assert get_config(path).DATA.IMG_SIZE > 0
+    full = get_config(CONFIGS / "spai.yaml")
+    assert full.MODEL.FRE.EARLY_FUSION_LAYERS == [2, 4, 6, 8] and full.TRAIN.LAYER_DECAY == 0.85
+
+
+def test_cli_test_and_infer(tiny_data, tmp_path):
+    cfg = get_config(CONFIGS / "tiny.yaml")
+    model = build_cls_model(cfg)
+    from common_utils.train import save_checkpoint
+    from spai.engine import cfg_to_dict
+    save_checkpoint({"model": model.state_dict(), "epoch": 0, "config": cfg_to_dict(cfg)}, tmp_path / "m.pth")
+    single = tmp_path / "real_only.csv"
+    rows = [r for r in (tiny_data / "spai/test.csv").read_text().splitlines()[1:] if r.split(",")[1] == "0"]
+    single.write_text("image,class,split\n" + "\n".join(rows) + "\n")
+    from spai.__main__ import main
+    main(["test", "--model", str(tmp_path / "m.pth"), "--test-csv", str(tiny_data / "spai/test.csv"),
+                          "--test-csv-root-dir", str(tiny_data), "--test-csv", str(single), "--test-csv-root-dir",
+                          str(tiny_data), "--output", str(tmp_path / "t"), "--resize-to", "100"])
+    metrics = json.loads((tmp_path / "t/test_metrics.json").read_text())
+    assert metrics["test"]["auc"] is not None and metrics["test"]["n_real"] == 4 and metrics["test"]["n_fake"] == 4
+    assert metrics["real_only"]["single_class"] and metrics["real_only"]["auc"] is None
+    main(["infer", "--model", str(tmp_path / "m.pth"), "--input", str(tiny_data / "images/fake"),
+                          "--output", str(tmp_path / "i")])
+    lines = (tmp_path / "i/fake.csv").read_text().splitlines()
+    assert lines[0] == "image,spai" and len(lines) == 21
+    assert all(0 <= float(x.split(",")[1]) <= 1 for x in lines[1:])
+
+
+def test_tiny_run_learns_synthetic_ai_images(tmp_path):
+    """The demo's task at a smaller scale: common_utils' synthetic ai_images (40 real + 40 fake)."""
+    from common_utils.synthetic.ai_images import generate
+    root = tmp_path / "ai_images"
+    generate(root, n=40, seed=0)
+    tests = sorted((root / "spai").glob("test_*.csv"))
+    cfg = get_config(CONFIGS / "tiny.yaml", ["DATA.AUGMENTED_VIEWS", 2])
+    _, results = train_model(cfg, root / "spai/train.csv", root, tests, [root] * len(tests), output=tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert lines[2]["val_auc"] > 0.7 and lines[2]["val_auc"] > lines[0]["val_auc"]
+    aucs = [m["auc"] for m in results.values()]
+    assert len(aucs) == 3 and sum(aucs) / 3 > 0.6
