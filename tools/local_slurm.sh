@@ -61,14 +61,15 @@ install_packages() {
 write_config() {
     local host cpus mem_mb
     host=$(hostname -s)
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc honours OMP_NUM_THREADS
     mem_mb=$(awk '/^MemTotal:/ {m = int($2 / 1024); print (m > 2048 ? m - 1024 : int(m * 0.8))}' /proc/meminfo)
     if [[ -e $CONF ]] && ! grep -qxF "$MARKER" "$CONF"; then
         die "$CONF exists and was not written by this script; move it away first"
     fi
     mkdir -p /etc/slurm "$STATE/spool/slurmd" "$STATE/spool/slurmctld" "$STATE/log"
     cat >"$CONF" <<EOF
-$MARKER (state: $STATE); removed by 'local_slurm.sh stop'
+$MARKER
+# state, logs and PID files in $STATE; removed by 'tools/local_slurm.sh stop'
 ClusterName=local
 SlurmctldHost=$host
 AuthType=auth/munge
@@ -175,6 +176,7 @@ kill_recorded() {
 
 cmd_stop() {
     [[ -d $STATE ]] || { log "not running (no $STATE)"; return 0; }
+    [[ $(id -u) == 0 ]] || die "must run as root to stop the daemons"
     if pid_alive slurmctld; then
         local jobs i
         jobs=$(squeue -h -o %i 2>/dev/null || true)

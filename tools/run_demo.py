@@ -1,7 +1,8 @@
 """`make demo`: generate the embedded datasets, run each project's `script/demo.sh`, write `SUMMARY.md`.
 
 Each demo gets ``DATA_ROOT``, ``DEMO_OUT`` and ``PYTHON`` in its environment and ends by writing
-``$DEMO_OUT/summary.json`` = ``{"status", "headline": {metric: value}, "figures": [paths relative to DEMO_OUT], "notes"}``.
+``$DEMO_OUT/summary.json`` = ``{"status", "headline": {metric: value}, "figures": [paths relative to DEMO_OUT],
+"notes"}``.
 """
 from __future__ import annotations
 

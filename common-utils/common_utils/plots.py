@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import matplotlib
 
@@ -60,7 +60,8 @@ def plot_reliability(labels, probs: Mapping[str, np.ndarray] | np.ndarray, path:
                 label="gap")
         top.plot([0, 1], [0, 1], "k--", lw=0.8)
         ylabel = "accuracy" if scheme == "top_label" else "fraction of positives"
-        top.set(title=f"{name}: ECE {value:.4f}" if value is not None else name, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1))
+        name_ece = f"{name}: ECE {value:.4f}" if value is not None else name
+        top.set(title=name_ece, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1))
         top.legend(loc="upper left", fontsize=8)
         bottom.bar(edges[:-1], data["count"], width=width, align="edge", edgecolor="k", color="grey")
         bottom.set(xlabel="confidence" if scheme == "top_label" else "P(y=1)", ylabel="samples")

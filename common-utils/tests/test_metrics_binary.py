@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
-
 from common_utils.metrics import average_precision, binary_metrics, eer, roc_auc, video_auc
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))

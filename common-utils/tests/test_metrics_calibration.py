@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-from sklearn.calibration import calibration_curve
-
 from common_utils.metrics import ece, reliability_data
+from sklearn.calibration import calibration_curve
 
 
 @pytest.mark.parametrize("seed", range(4))

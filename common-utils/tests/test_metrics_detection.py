@@ -3,11 +3,10 @@ import io
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-
 from common_utils.metrics import coco_ap_ar
 from common_utils.metrics.detection import STAT_NAMES
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 
 def _scene(seed):

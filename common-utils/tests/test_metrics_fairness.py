@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-
 from common_utils.metrics import fairness_metrics
+from sklearn.metrics import roc_auc_score
 
 
 def test_hand_computed_gaps():

@@ -1,11 +1,9 @@
-import os
 import random
 
 import numpy as np
 import pytest
 import torch
-
-from common_utils.train import (capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint)
+from common_utils.train import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 
 
 def test_roundtrip_is_weights_only(tmp_path):

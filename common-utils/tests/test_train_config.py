@@ -2,8 +2,8 @@ import json
 
 import pytest
 import yaml
-
 from common_utils.train import ConfigError, MetricLogger, load_config, prepare_run_dir
+from omegaconf.errors import ConfigAttributeError
 
 DEFAULTS = {"model": {"name": "mnv4", "pretrained": None}, "train": {"lr": 1e-4, "epochs": 30}, "extra": {}}
 
@@ -41,7 +41,7 @@ def test_defaults_from_yaml_file_and_free_form_mapping(tmp_path):
 
 def test_struct_mode_rejects_new_attributes():
     cfg = load_config(None, DEFAULTS)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigAttributeError, match="new_key"):
         cfg.train.new_key = 1
 
 

@@ -4,9 +4,14 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from common_utils.train import (NonFiniteLossError, all_gather_cat, all_reduce_mean, check_finite, cleanup_distributed,
-                                init_distributed)
+from common_utils.train import (
+    NonFiniteLossError,
+    all_gather_cat,
+    all_reduce_mean,
+    check_finite,
+    cleanup_distributed,
+    init_distributed,
+)
 from common_utils.train.distributed import _first_slurm_host
 
 

@@ -22,6 +22,7 @@ from common_utils.train import (
     make_grad_scaler,
     prepare_run_dir,
     progress,
+    resolve_resume,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -165,8 +166,7 @@ def train_model(cfg, data_path, csv_root=None, test_csvs=(), test_csv_roots=(), 
     total_steps = cfg.TRAIN.EPOCHS * steps_per_epoch
 
     start_epoch, best_auc = cfg.TRAIN.START_EPOCH, -1.0
-    if resume == "auto":
-        resume = run_dir / "last.pth" if (run_dir / "last.pth").is_file() else None
+    resume = resolve_resume(resume, run_dir / "last.pth")
     if resume:
         ckpt = load_checkpoint_file(resume)
         load_state_dict_checked(model, ckpt["model"], source=str(resume))

@@ -84,19 +84,6 @@ def checkpoint_state(epoch: int, model_state: dict, optimizer, scheduler, scaler
             "rng_state": capture_rng_state(), "config": OmegaConf.to_container(cfg, resolve=True), **extra}
 
 
-def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
-    """``--resume auto`` -> run_dir/last.pth if it exists (else a fresh start); a path must exist."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = run_dir / "last.pth"
-        return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: checkpoint not found: {path}")
-    return path
-
-
 def load_resume(path: Path, optimizer, scheduler, scaler) -> dict:
     """Restore optimizer/scheduler/scaler/RNG from ``path``; returns the checkpoint (model state is the caller's)."""
     ckpt = load_checkpoint(path)

@@ -15,6 +15,7 @@ from common_utils.train import (
     make_grad_scaler,
     prepare_run_dir,
     progress,
+    resolve_resume,
 )
 from torch.nn.parallel import DistributedDataParallel
 
@@ -66,7 +67,7 @@ def train(cfg, resume: str | None = None) -> Path:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs, eta_min=t.eta_min)
     scaler = make_grad_scaler(cfg.precision, ctx.device)
     start_epoch, best = 0, float("inf")
-    resume_path = common.resolve_resume(resume, run_dir)
+    resume_path = resolve_resume(resume, run_dir / "last.pth")
     if resume_path is not None:
         ckpt = common.load_resume(resume_path, optimizer, scheduler, scaler)
         state = {k[len("additive_adapter."):]: v for k, v in ckpt["model_state_dict"].items()}

@@ -16,6 +16,7 @@ from common_utils.train import (
     make_grad_scaler,
     prepare_run_dir,
     progress,
+    resolve_resume,
 )
 from torch.nn.parallel import DistributedDataParallel
 
@@ -134,7 +135,7 @@ def train(cfg, resume: str | None = None) -> Path:
     scaler = make_grad_scaler(cfg.precision, ctx.device)
 
     start_epoch, best_auc = 0, float("-inf")
-    resume_path = common.resolve_resume(resume, run_dir)
+    resume_path = resolve_resume(resume, run_dir / "last.pth")
     if resume_path is not None:
         ckpt = common.load_resume(resume_path, optimizer, scheduler, scaler)
         model.load_heads_state_dict(ckpt["model_state_dict"], str(resume_path))

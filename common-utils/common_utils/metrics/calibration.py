@@ -12,7 +12,8 @@ import numpy as np
 
 DEFINITIONS = {
     "positive": "positive-class ECE: equal-width bins of P(y=1) vs observed fraction of y=1, weighted by bin size",
-    "top_label": "top-label ECE: equal-width bins of max(p,1-p) vs accuracy of the predicted label, weighted by bin size",
+    "top_label": "top-label ECE: equal-width bins of max(p,1-p) vs accuracy of the predicted label, "
+                 "weighted by bin size",
     "equal_mass": "equal-mass positive-class ECE: bins of P(y=1) holding equal sample counts, weighted by bin size",
 }
 

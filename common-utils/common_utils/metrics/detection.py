@@ -6,8 +6,8 @@ import copy
 import io
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -40,7 +40,8 @@ def coco_ap_ar(gt, detections: Iterable[dict], cat_ids: Sequence[int] | None = N
     """Run COCOeval (bbox) and return its 12 summary statistics by name.
 
     ``detections`` are COCO results (``image_id, category_id, bbox=[x, y, w, h], score``); an empty list gives zeros
-    (pycocotools itself crashes on it); a statistic without ground truth in its area range is ``None``. ``cat_ids``/``img_ids`` restrict the evaluation (e.g. ``cat_ids=[1]`` for person).
+    (pycocotools itself crashes on it); a statistic without ground truth in its area range is ``None``.
+    ``cat_ids``/``img_ids`` restrict the evaluation (e.g. ``cat_ids=[1]`` for person).
     """
     coco_gt = _as_coco(gt)
     dets = [dict(d) for d in detections]

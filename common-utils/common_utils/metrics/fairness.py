@@ -8,7 +8,7 @@ AUC gap (max - min AUC, not scaled). A rate is undefined (``None``) for a group 
 """
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -49,7 +49,7 @@ def _check_type(default, value, source: str, dotted: str) -> None:
     kinds = ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (list, "a list"))
     for kind, name in kinds:
         if isinstance(default, kind):
-            ok = isinstance(value, kind) and not (kind != bool and isinstance(value, bool))
+            ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
             if not ok:
                 raise ConfigError(f"{source}: config key '{dotted}' must be {name} like its default {default!r}, "
                                   f"got {value!r}")
