@@ -49,6 +49,7 @@ DEFAULTS = {
         "ema_momentum": 0.99,
         "importance_hidden_dim": 256,
         "temperature": 0.07,
+        "similarity": "cosine",         # 'dot' = the design's literal h(t) . p_c on raw frames (saturates at T=0.07)
         "lambda_bonafide_reg": 0.1,
         "lambda_temporal_smooth": 0.1,
         "lambda_sparsity": 0.01,

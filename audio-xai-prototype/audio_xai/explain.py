@@ -47,7 +47,7 @@ def plot_explanation(path: Path, wave: np.ndarray, w: np.ndarray, sim: np.ndarra
     axes[2].set(ylabel="w(t)", ylim=(-0.02, 1.02))
     axes[3].plot(t_frame, sim[:, 1], label="bona fide prototype")
     axes[3].plot(t_frame, sim[:, 0], label="spoof prototype")
-    axes[3].set(ylabel="cos sim", xlabel="time (s)")
+    axes[3].set(ylabel="prototype sim", xlabel="time (s)")
     axes[3].legend(fontsize=7)
     if seglab is not None:
         for t in np.flatnonzero(np.asarray(seglab) == 0):

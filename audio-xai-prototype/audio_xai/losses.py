@@ -6,9 +6,21 @@ import torch.nn.functional as F
 EPS = 1e-6
 
 
-def frame_contrastive(h, prototypes, y, temperature: float = 0.07):
-    """l_t = -log softmax_c(cos(h(t), p_c) / T)[y]  -> [B, T]. Embeddings and prototypes are L2-normalised."""
-    logits = F.normalize(h, dim=-1) @ F.normalize(prototypes, dim=-1).T / temperature  # [B, T, C]
+SIMILARITIES = ("cosine", "dot")
+
+
+def frame_similarity(h, prototypes, similarity: str = "cosine"):
+    """s(h(t), p_c) -> [B, T, C]: ``cosine`` (both L2-normalised) or ``dot`` (the design's literal h(t) . p_c)."""
+    if similarity == "cosine":
+        return F.normalize(h, dim=-1) @ F.normalize(prototypes, dim=-1).T
+    if similarity == "dot":
+        return h @ prototypes.T
+    raise ValueError(f"unknown similarity {similarity!r}; expected one of {SIMILARITIES}")
+
+
+def frame_contrastive(h, prototypes, y, temperature: float = 0.07, similarity: str = "cosine"):
+    """l_t = -log softmax_c(s(h(t), p_c) / T)[y]  -> [B, T], s = cosine (default) or dot product."""
+    logits = frame_similarity(h, prototypes, similarity) / temperature  # [B, T, C]
     return -logits.log_softmax(dim=-1).gather(-1, y[:, None, None].expand(-1, h.size(1), 1)).squeeze(-1)
 
 
@@ -54,10 +66,12 @@ def spoof_concentration(w, y, mask):
     return (entropy / m.sum(1).clamp_min(2).log()).mean()
 
 
-def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, norm: str = "weighted_mean") -> dict:
+def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, norm: str = "weighted_mean",
+                similarity: str = "cosine") -> dict:
     """All terms and the weighted total: contrastive + l_b * bonafide + l_s * smooth + l_p * sparsity."""
+    loss_t = frame_contrastive(h, prototypes, y, temperature, similarity)
     terms = {
-        "contrastive": weighted_contrastive(frame_contrastive(h, prototypes, y, temperature), w, mask, norm),
+        "contrastive": weighted_contrastive(loss_t, w, mask, norm),
         "bonafide_reg": bonafide_importance(w, y, mask),
         "temporal_smooth": temporal_smoothness(w, mask),
         "sparsity": spoof_concentration(w, y, mask),
@@ -67,5 +81,5 @@ def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, norm: str
     return terms
 
 
-__all__ = ["frame_contrastive", "weighted_contrastive", "bonafide_importance", "temporal_smoothness",
-           "spoof_concentration", "stage2_loss"]
+__all__ = ["SIMILARITIES", "frame_similarity", "frame_contrastive", "weighted_contrastive", "bonafide_importance",
+           "temporal_smoothness", "spoof_concentration", "stage2_loss"]

@@ -6,6 +6,7 @@ import torch
 from audio_xai.losses import (
     bonafide_importance,
     frame_contrastive,
+    frame_similarity,
     spoof_concentration,
     stage2_loss,
     temporal_smoothness,
@@ -22,6 +23,27 @@ def test_frame_contrastive_hand_case():
     expected = torch.tensor([[math.log1p(math.exp(-2)), math.log1p(math.exp(2))]])
     torch.testing.assert_close(l_spoof, expected)
     torch.testing.assert_close(frame_contrastive(h, protos, torch.tensor([1]), T), expected.flip(-1))
+
+
+def test_frame_contrastive_dot_product_hand_case():
+    """The design's literal form: logits h(t) . p_c / T on unnormalised vectors (norms matter, unlike cosine)."""
+    protos = torch.tensor([[2.0, 0.0], [1.0, 1.0]])          # 0 spoof, 1 bona fide
+    h = torch.tensor([[[0.5, 0.0], [0.1, 0.3]]])
+    T = 0.5
+    # frame 0: dots (1.0, 0.5) -> logits (2, 1); frame 1: dots (0.2, 0.4) -> logits (0.4, 0.8)
+    l_bona = frame_contrastive(h, protos, torch.tensor([1]), T, "dot")
+    expected = torch.tensor([[math.log1p(math.exp(1.0)), math.log1p(math.exp(-0.4))]])
+    torch.testing.assert_close(l_bona, expected)
+    torch.testing.assert_close(frame_similarity(h, protos, "dot"), torch.tensor([[[1.0, 0.5], [0.2, 0.4]]]))
+    # cosine on the same case: frame 0 cos (1, 1/sqrt2), frame 1 cos (1/sqrt10, 4/sqrt20)
+    c0, c1 = (1.0, 2 ** -0.5), (10 ** -0.5, 4 / 20 ** 0.5)
+    expected_cos = torch.tensor([[math.log1p(math.exp((c[0] - c[1]) / T)) for c in (c0, c1)]])
+    torch.testing.assert_close(frame_contrastive(h, protos, torch.tensor([1]), T), expected_cos)
+    # scaling the frames changes the dot form only
+    torch.testing.assert_close(frame_contrastive(10 * h, protos, torch.tensor([1]), T), expected_cos)
+    assert not torch.allclose(frame_contrastive(10 * h, protos, torch.tensor([1]), T, "dot"), expected)
+    with pytest.raises(ValueError, match="similarity"):
+        frame_contrastive(h, protos, torch.tensor([1]), T, "euclid")
 
 
 def test_weighted_contrastive_normalisations():

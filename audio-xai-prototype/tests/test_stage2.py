@@ -53,8 +53,11 @@ def test_cache_matches_recompute_and_resume_is_exact(tmp_path, data_root, detect
     assert set(res["statistics"]) == {"bonafide", "spoof"}
 
 
-def test_fixed_prototypes_are_the_training_set_mean(tmp_path, data_root, detector_ckpt):
-    cfg = cfg_for(data_root, tmp_path, detector_ckpt, "model.prototype_mode=fixed", "train.epochs=1")
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_fixed_prototypes_are_the_training_set_mean(tmp_path, data_root, detector_ckpt, similarity):
+    """fixed = mean of the normalised (cosine) or raw (dot, the design's literal form) valid training frames."""
+    cfg = cfg_for(data_root, tmp_path, detector_ckpt, "model.prototype_mode=fixed", "train.epochs=1",
+                  f"model.similarity={similarity}")
     train_stage2(cfg)
     detector = load_frozen_detector(cfg)
     ds = ASVspoofDataset(data_root, "train", cfg.data.cut)
@@ -63,7 +66,8 @@ def test_fixed_prototypes_are_the_training_set_mean(tmp_path, data_root, detecto
         x = ds.load(i, augment=False)
         h = frame_embeddings(detector, torch.from_numpy(pad_or_crop(x, cfg.data.cut))[None])[0]
         n_valid = detector.ssl_model.num_frames(min(len(x), cfg.data.cut))
-        sums[ds.labels[i]] += F.normalize(h[:n_valid], dim=-1).sum(0)
+        frames = F.normalize(h[:n_valid], dim=-1) if similarity == "cosine" else h[:n_valid]
+        sums[ds.labels[i]] += frames.sum(0)
         counts[ds.labels[i]] += n_valid
     torch.testing.assert_close(load_xai(cfg).prototypes.prototypes, sums / counts[:, None], rtol=1e-4, atol=1e-5)
 

@@ -34,6 +34,31 @@ def test_ema_update_formula():
     assert not pm.prototypes.requires_grad
 
 
+def test_dot_similarity_uses_unnormalised_frames():
+    """model.similarity=dot: EMA / fixed prototypes are means of the raw frames and the loss is h . p / T."""
+    torch.manual_seed(0)
+    h, y = 3 * torch.randn(2, 4, 5), torch.tensor([0, 1])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    xai = XAIStage2(5, 8, ema_momentum=0.5, temperature=0.07, similarity="dot")
+    xai.prototypes.update(h, y, mask)
+    first = torch.stack([h[0, :3].mean(0), h[1].mean(0)])
+    torch.testing.assert_close(xai.prototypes(), first)
+    h2 = torch.randn(1, 4, 5)
+    xai.prototypes.update(h2, torch.tensor([0]), torch.ones(1, 4, dtype=torch.bool))
+    torch.testing.assert_close(xai.prototypes()[0], 0.5 * first[0] + 0.5 * h2[0].mean(0))
+    p = xai.prototypes()
+    torch.testing.assert_close(xai.similarity(h), h @ p.T)
+    logits = h @ p.T / 0.07
+    l_t = -logits.log_softmax(-1)[torch.arange(2)[:, None], torch.arange(4)[None], y[:, None]]
+    w = xai(h)
+    expected = ((w * l_t * mask).sum(1) / ((w * mask).sum(1) + 1e-6)).mean()
+    torch.testing.assert_close(xai.loss(h, y, mask)["contrastive"], expected)
+    means, _ = class_means(h, y, mask, normalize=False)
+    torch.testing.assert_close(means, first)
+    with pytest.raises(ValueError, match="similarity"):
+        XAIStage2(5, 8, similarity="l2")
+
+
 def test_fixed_is_global_mean_and_other_modes_refuse_updates():
     torch.manual_seed(0)
     h, y = torch.randn(5, 6, 3), torch.tensor([0, 1, 1, 0, 1])

@@ -1,11 +1,20 @@
-"""Training CLI: outputs, epsilon in checkpoints, exact resume, adversarial method, config errors."""
+"""Training CLI: outputs, epsilon in checkpoints, exact resume (train and train-detr), adversarial method,
+config errors."""
+import copy
 import json
 import shutil
 
+import faap_detr.main as faap_main
 import pytest
 import torch
-from common_utils.train import ConfigError, load_checkpoint
-from faap_detr.main import epoch_schedule, load_cfg, main, train
+from common_utils.train import ConfigError, init_distributed, load_checkpoint, make_grad_scaler
+from faap_detr.datasets.gender_coco import GenderCocoDataset, collate
+from faap_detr.engine import train_faap_epoch
+from faap_detr.losses.adversarial import discriminator_loss
+from faap_detr.main import build_contrastive, build_criterion, build_frozen_detr, epoch_schedule, load_cfg, main, train
+from faap_detr.models.discriminator import GenderDiscriminator
+from faap_detr.models.generator import PerturbationGenerator, apply_generator
+from faap_detr.models.projection_head import ProjectionHead
 
 
 def test_train_outputs_and_checkpoint_epsilon(tiny_cfg_args):
@@ -55,6 +64,49 @@ def test_adversarial_method_trains_discriminator(tiny_cfg_args):
     assert "loss_disc" in row and "loss_fair" in row
 
 
+def test_adversarial_step_changes_only_generator_and_discriminator(tiny_cfg_args):
+    """One step of the original FAAP objective: the generator and the discriminator move, the frozen DETR (and the
+    unused projection head) stay bitwise equal; the discriminator's step is a plain CE step on detached features."""
+    path, ov = tiny_cfg_args
+    cfg = load_cfg(path, ov + ["method=adversarial"])
+    torch.manual_seed(0)
+    detr, criterion = build_frozen_detr(cfg), build_criterion(cfg)
+    generator = PerturbationGenerator(cfg.generator.base_channels, 0.05)
+    proj_head = ProjectionHead(cfg.detr.hidden_dim, cfg.projection.hidden_dim, cfg.projection.output_dim)
+    disc = GenderDiscriminator(cfg.detr.hidden_dim)
+    opt_g = torch.optim.AdamW(generator.parameters(), lr=cfg.train.lr_g, weight_decay=cfg.train.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.loss.lr_d, weight_decay=cfg.train.weight_decay)
+    ds = GenderCocoDataset(cfg.data.root, "train", image_size=64, max_size=96)
+    batch = collate([ds[i] for i in (0, 1, 6, 7)])  # two men, two women
+    before = {name: copy.deepcopy(m.state_dict()) for name, m in
+              {"detr": detr, "generator": generator, "proj_head": proj_head, "disc": disc}.items()}
+    # expected discriminator after its step: CE on the features of the unperturbed-generator output, detached
+    gen0, disc0 = copy.deepcopy(generator).train(), copy.deepcopy(disc).train()
+    ref_opt = torch.optim.AdamW(disc0.parameters(), lr=cfg.loss.lr_d, weight_decay=cfg.train.weight_decay)
+    with torch.no_grad():
+        feats = detr(apply_generator(gen0, batch[0], batch[1], cfg.generator.space)[0], batch[1])["hs"][-1]
+    discriminator_loss(disc0(feats), torch.tensor([t["gender"] for t in batch[2]])).backward()
+    torch.nn.utils.clip_grad_norm_(list(disc0.parameters()), cfg.train.max_norm)
+    ref_opt.step()
+
+    ctx = init_distributed("cpu")
+    metrics = train_faap_epoch(cfg, 0, {"contrastive": 0.0, "beta": 0.5}, detr, generator, proj_head, criterion,
+                               build_contrastive(cfg), opt_g, make_grad_scaler("fp32", "cpu"), [batch], ctx, disc,
+                               opt_d)
+    assert {"loss_disc", "loss_fair", "loss_det"} <= set(metrics) and "loss_contrastive" not in metrics
+    assert int(opt_g.state_dict()["state"][0]["step"]) == 1 and int(opt_d.state_dict()["state"][0]["step"]) == 1
+    after = {"detr": detr.state_dict(), "generator": generator.state_dict(), "proj_head": proj_head.state_dict(),
+             "disc": disc.state_dict()}
+    for name in ("detr", "proj_head"):
+        for k, v in after[name].items():
+            assert torch.equal(before[name][k], v), f"{name}.{k} changed"
+    assert all(p.grad is None for p in detr.parameters()) and not detr.training
+    for name in ("generator", "disc"):
+        assert any(not torch.equal(before[name][k], v) for k, v in after[name].items()), f"{name} did not move"
+    for k, v in disc0.state_dict().items():
+        torch.testing.assert_close(after["disc"][k], v, rtol=0, atol=1e-6, msg=f"disc.{k}")
+
+
 def test_bidirectional_flag(tiny_cfg_args):
     path, ov = tiny_cfg_args
     main(["train", "--config", str(path), "--bidirectional", *ov, "train.epochs=1"])
@@ -77,6 +129,49 @@ def test_train_detr_learns_and_writes_official_format(tiny_cfg_args):
     from faap_detr.main import build_frozen_detr
     cfg = load_cfg(path, ov + [f"detr.checkpoint={out}"])
     build_frozen_detr(cfg)  # strict official-format load
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lr_backbone", [0.0, 1e-4], ids=["cached_backbone", "trained_backbone"])
+def test_train_detr_resume_auto_matches_uninterrupted_run(tiny_cfg_args, tmp_path, monkeypatch, lr_backbone):
+    """train-detr killed at the end of epoch 2 (checkpoint every 2 epochs: last.pth holds epoch 1), then the same
+    command with `--resume auto`: final weights and optimizer state are bitwise those of an uninterrupted run."""
+    path, ov = tiny_cfg_args
+    args = ov + ["detr.checkpoint=null", "detr_train.epochs=3", "detr_train.checkpoint_every=2",
+                 f"detr_train.lr_backbone={lr_backbone}", "detr_train.batch_size=4"]
+    full = main_train_detr(path, args + [f"run_dir={tmp_path / 'full'}"])
+
+    part_args = ["train-detr", "--config", str(path), "--resume", "auto", *args, f"run_dir={tmp_path / 'part'}"]
+    def killed_after_epoch_2(run_epoch):
+        def wrapped(cfg, epoch, *a, **kw):
+            metrics = run_epoch(cfg, epoch, *a, **kw)
+            if epoch == 2:  # the epoch's work is lost: killed before it is logged and checkpointed
+                raise Interrupted
+            return metrics
+        return wrapped
+
+    for name in ("train_detr_cached_epoch", "train_detr_epoch"):
+        monkeypatch.setattr(faap_main, name, killed_after_epoch_2(getattr(faap_main, name)))
+    with pytest.raises(Interrupted):
+        main(part_args)  # no checkpoint yet: --resume auto starts fresh
+    part = tmp_path / "part" / "detr"
+    assert load_checkpoint(part / "checkpoints" / "last.pth")["epoch"] == 1 and not (part / "detr.pth").exists()
+    monkeypatch.undo()
+    main(part_args)
+    epochs = [json.loads(line)["epoch"] for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]  # resumed at epoch 2 (a restart would log 0, 1, 0, 1, 2)
+    a, b = load_checkpoint(full), load_checkpoint(part / "detr.pth")
+    assert a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    oa = load_checkpoint(full.parent / "checkpoints" / "last.pth")["optimizer"]["state"]
+    ob = load_checkpoint(part / "checkpoints" / "last.pth")["optimizer"]["state"]
+    for i, st in oa.items():
+        for k, v in st.items():
+            assert torch.equal(v, ob[i][k]), f"optimizer state {i}.{k}"
 
 
 def main_train_detr(path, ov):

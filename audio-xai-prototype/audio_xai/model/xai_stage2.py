@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from common_utils.train import all_reduce_mean
 from torch import nn
 
-from ..losses import stage2_loss
+from ..losses import SIMILARITIES, frame_similarity, stage2_loss
 
 MODES = ("ema", "fixed", "learnable")
 
@@ -21,9 +21,9 @@ class ImportanceNetwork(nn.Module):
         return torch.sigmoid(self.net(h)).squeeze(-1)
 
 
-def class_means(h, y, mask, num_classes: int = 2):
-    """Mean of the L2-normalised valid frames of each class -> (means [C, D], frame counts [C])."""
-    hn = F.normalize(h, dim=-1) * mask[..., None]
+def class_means(h, y, mask, num_classes: int = 2, normalize: bool = True):
+    """Mean of the valid frames of each class (L2-normalised first if ``normalize``) -> (means [C, D], counts [C])."""
+    hn = (F.normalize(h, dim=-1) if normalize else h) * mask[..., None]
     onehot = F.one_hot(y, num_classes).to(h.dtype)                               # [B, C]
     sums = torch.einsum("bc,btd->cd", onehot, hn)
     counts = onehot.T @ mask.to(h.dtype).sum(1)                                  # [C]
@@ -35,13 +35,15 @@ class PrototypeManager(nn.Module):
 
     ``ema``: p <- m p + (1 - m) mean_batch (first batch of a class initialises it), no gradient;
     ``fixed``: the global mean over the training set, set once; ``learnable``: an nn.Parameter.
+    Means are over L2-normalised frames if ``normalize`` (cosine similarity), else over the raw frames (dot).
     """
 
-    def __init__(self, dim: int, mode: str = "ema", momentum: float = 0.99, num_classes: int = 2):
+    def __init__(self, dim: int, mode: str = "ema", momentum: float = 0.99, num_classes: int = 2,
+                 normalize: bool = True):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown prototype_mode {mode!r}; expected one of {MODES}")
-        self.mode, self.momentum, self.num_classes = mode, momentum, num_classes
+        self.mode, self.momentum, self.num_classes, self.normalize = mode, momentum, num_classes, normalize
         if mode == "learnable":
             self.prototypes = nn.Parameter(F.normalize(torch.randn(num_classes, dim), dim=-1))
         else:
@@ -53,7 +55,7 @@ class PrototypeManager(nn.Module):
         """EMA step from a batch of frames (ema mode only)."""
         if self.mode != "ema":
             raise RuntimeError(f"update() is for ema prototypes, this manager is {self.mode!r}")
-        means, counts = class_means(h.float(), y, mask, self.num_classes)
+        means, counts = class_means(h.float(), y, mask, self.num_classes, self.normalize)
         sums, counts = all_reduce_mean(means * counts[:, None]), all_reduce_mean(counts)  # same on every rank
         means = sums / counts.clamp_min(1e-12)[:, None]
         for c in range(self.num_classes):
@@ -79,11 +81,13 @@ class XAIStage2(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int = 256, prototype_mode: str = "ema", ema_momentum: float = 0.99,
                  temperature: float = 0.07, lambda_bonafide_reg: float = 0.1, lambda_temporal_smooth: float = 0.1,
-                 lambda_sparsity: float = 0.01, contrastive_norm: str = "weighted_mean"):
+                 lambda_sparsity: float = 0.01, contrastive_norm: str = "weighted_mean", similarity: str = "cosine"):
         super().__init__()
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"unknown similarity {similarity!r}; expected one of {SIMILARITIES}")
         self.importance = ImportanceNetwork(in_dim, hidden_dim)
-        self.prototypes = PrototypeManager(in_dim, prototype_mode, ema_momentum)
-        self.temperature, self.contrastive_norm = temperature, contrastive_norm
+        self.prototypes = PrototypeManager(in_dim, prototype_mode, ema_momentum, normalize=similarity == "cosine")
+        self.temperature, self.contrastive_norm, self.similarity_kind = temperature, contrastive_norm, similarity
         self.lambdas = {"bonafide_reg": lambda_bonafide_reg, "temporal_smooth": lambda_temporal_smooth,
                         "sparsity": lambda_sparsity}
 
@@ -92,15 +96,16 @@ class XAIStage2(nn.Module):
         return self.importance(h) if y is None else self.loss(h, y, mask)
 
     def similarity(self, h: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity of each frame to each prototype, [B, T, C]."""
-        return F.normalize(h, dim=-1) @ F.normalize(self.prototypes(), dim=-1).T
+        """Similarity (cosine or dot, ``model.similarity``) of each frame to each prototype, [B, T, C]."""
+        return frame_similarity(h, self.prototypes(), self.similarity_kind)
 
     def loss(self, h, y, mask) -> dict:
         """Loss terms (see ``losses.stage2_loss``) plus ``w``; prototypes must be initialised first."""
         if not bool(self.prototypes.initialized.all()) and self.prototypes.mode != "learnable":
             raise RuntimeError("prototypes are not initialised (ema: call update(); fixed: set_global_mean())")
         w = self.importance(h)
-        terms = stage2_loss(h, w, self.prototypes(), y, mask, self.temperature, self.lambdas, self.contrastive_norm)
+        terms = stage2_loss(h, w, self.prototypes(), y, mask, self.temperature, self.lambdas, self.contrastive_norm,
+                            self.similarity_kind)
         terms["w"] = w
         return terms
 
@@ -108,4 +113,5 @@ class XAIStage2(nn.Module):
 def build_xai(cfg, in_dim: int) -> XAIStage2:
     """From the ``model`` config section."""
     return XAIStage2(in_dim, cfg.importance_hidden_dim, cfg.prototype_mode, cfg.ema_momentum, cfg.temperature,
-                     cfg.lambda_bonafide_reg, cfg.lambda_temporal_smooth, cfg.lambda_sparsity, cfg.contrastive_norm)
+                     cfg.lambda_bonafide_reg, cfg.lambda_temporal_smooth, cfg.lambda_sparsity, cfg.contrastive_norm,
+                     cfg.similarity)

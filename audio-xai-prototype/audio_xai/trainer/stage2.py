@@ -102,7 +102,7 @@ def train_stage2(cfg, resume: str | None = None, detector=None) -> dict:
         sums, counts = 0.0, 0.0
         for idx in torch.arange(len(ds)).split(tr.batch_size):
             h, mask = source.get(idx)
-            m, c = class_means(h, labels[idx].to(ctx.device), mask)
+            m, c = class_means(h, labels[idx].to(ctx.device), mask, normalize=protos.normalize)
             sums, counts = sums + m * c[:, None], counts + c
         protos.set_global_mean(sums / counts.clamp_min(1)[:, None])
 

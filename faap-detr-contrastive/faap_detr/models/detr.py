@@ -106,7 +106,7 @@ class FrozenDETR(nn.Module):
         super().__init__()
         self.detr = detr
         self.detr.requires_grad_(False)
-        self.detr.eval()
+        self.eval()
 
     def train(self, mode=True):  # stays in eval mode (dropout off) whatever the caller asks
         return super().train(False)
