@@ -5,6 +5,8 @@ import logging
 import os
 from pathlib import Path
 
+from common_utils.train import parse_args_with_overrides
+
 from .config import detector_checkpoint, get_config, stage_dir
 
 COMMANDS = {
@@ -31,11 +33,7 @@ def main(argv=None):
             p.add_argument("--checkpoint", default=None, help="tcm_add-format state dict (default: model.pretrained_"
                                                                "checkpoint or run_dir/stage1/avg_5_best.pth)")
             p.add_argument("--out", default=None, help="score file (default: run_dir/scores/<split>.txt)")
-    args, extra = parser.parse_known_args(argv)  # overrides may also follow the options (SLURM job files)
-    bad = [a for a in extra if a.startswith("-") or "=" not in a]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides += extra
+    args = parse_args_with_overrides(parser, argv)  # overrides may also follow the options (SLURM job files)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = get_config(args.config, args.overrides)
     if args.command == "train-stage1":

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common_utils.train import parse_args_with_overrides
+
 from .stage1.utils import get_config
 
 
@@ -31,7 +33,7 @@ def main(argv=None):
     cmds["cascade"].add_argument("--stage2-scores", default=None, help="CSV image_path,score[,cost_gflops]")
     cmds["infer"].add_argument("--input", required=True, help="folder of images or CSV with an image_path column")
     cmds["infer"].add_argument("--output", required=True, help="output CSV")
-    args = parser.parse_args(argv)
+    args = parse_args_with_overrides(parser, argv)  # overrides may also follow the options (job files)
     cfg = get_config(args.config, args.overrides)
 
     if args.command == "train":

@@ -86,3 +86,17 @@ def test_value_of_the_wrong_kind_names_the_key(tmp_path):
     path.write_text("model:\n  name: 3\n")
     with pytest.raises(ConfigError, match=r"typed\.yaml.*'model\.name' must be a string"):
         load_config(path, DEFAULTS)
+
+
+def test_overrides_may_follow_options():
+    import argparse
+
+    from common_utils.train import parse_args_with_overrides
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--resume")
+    parser.add_argument("overrides", nargs="*")
+    args = parse_args_with_overrides(parser, ["a=1", "--resume", "auto", "train.epochs=3", "b=x"])
+    assert args.resume == "auto" and args.overrides == ["a=1", "train.epochs=3", "b=x"]
+    with pytest.raises(SystemExit):
+        parse_args_with_overrides(parser, ["--resume", "auto", "--bogus"])

@@ -16,6 +16,7 @@ from common_utils.train import (
     load_checkpoint,
     load_config,
     make_grad_scaler,
+    parse_args_with_overrides,
     prepare_run_dir,
     resolve_resume,
     restore_rng_state,
@@ -309,7 +310,7 @@ def build_parser():
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_args_with_overrides(build_parser(), argv)  # overrides may follow the options (job files)
     if args.cmd == "make-gender-split":
         counts = make_gender_split(args.captions, args.instances, args.out, args.split, args.image_dir,
                                    args.person_only)

@@ -1,6 +1,6 @@
 """Training mechanics shared by every trainer: seeding, checkpoints, configs, logging, distributed, guards."""
 from .checkpoint import capture_rng_state, load_checkpoint, resolve_resume, restore_rng_state, save_checkpoint
-from .config import ConfigError, load_config, prepare_run_dir
+from .config import ConfigError, load_config, parse_args_with_overrides, prepare_run_dir
 from .distributed import (
     DistContext,
     all_gather_cat,
@@ -16,7 +16,8 @@ from .seed import seed_everything
 __all__ = [
     "ConfigError", "DistContext", "MetricLogger", "NonFiniteLossError", "all_gather_cat", "all_reduce_mean",
     "autocast_context", "barrier", "capture_rng_state", "check_finite", "cleanup_distributed", "init_distributed",
-    "load_checkpoint", "load_config", "make_grad_scaler", "prepare_run_dir", "progress", "resolve_resume",
+    "load_checkpoint", "load_config", "make_grad_scaler", "parse_args_with_overrides", "prepare_run_dir", "progress",
+    "resolve_resume",
     "restore_rng_state",
     "save_checkpoint", "seed_everything",
 ]

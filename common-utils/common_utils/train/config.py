@@ -1,6 +1,7 @@
 """YAML configs validated against a schema of defaults; ``key=value`` overrides; the resolved run directory."""
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -122,3 +123,17 @@ def prepare_run_dir(run_dir: str | os.PathLike, cfg: DictConfig | Mapping, is_ma
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
         os.replace(tmp, run_dir / "config.yaml")
     return run_dir
+
+
+def parse_args_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None = None,
+                              dest: str = "overrides") -> argparse.Namespace:
+    """``parser.parse_args`` that also accepts ``key=value`` overrides after the options (as job files write them).
+
+    Leftover ``key=value`` words are appended to ``args.<dest>``; any other unknown word is the usual argparse error.
+    """
+    args, extra = parser.parse_known_args(argv)
+    bad = [word for word in extra if word.startswith("-") or "=" not in word]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    setattr(args, dest, list(getattr(args, dest, None) or []) + extra)
+    return args
