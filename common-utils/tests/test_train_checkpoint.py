@@ -13,8 +13,8 @@ def test_roundtrip_is_weights_only(tmp_path):
     assert torch.equal(out["model"]["w"], state["model"]["w"]) and out["epoch"] == 3
 
 
-class _Custom:  # a class a weights-only load must refuse unless allow-listed
-    pass
+class _Custom:
+    """A class a weights-only load must refuse unless allow-listed."""
 
 
 def test_pickled_objects_are_refused_unless_allowlisted(tmp_path):

@@ -132,7 +132,7 @@ def test_train_detr_learns_and_writes_official_format(tiny_cfg_args):
 
 
 class Interrupted(Exception):
-    pass
+    """Raised inside the training loop to simulate a job killed mid-run."""
 
 
 @pytest.mark.parametrize("lr_backbone", [0.0, 1e-4], ids=["cached_backbone", "trained_backbone"])
