@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python}
 DATA_ROOT=$(realpath -m "${DATA_ROOT:-outputs/data}")
 DEMO_OUT=$(realpath -m "${DEMO_OUT:-outputs/demo/clip-fairness-adapter}")
 FI="$DATA_ROOT/fairness_images"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # tiny models: more threads only add contention
 if [ ! -f "$FI/pgfdd/test.csv" ]; then
   "$PYTHON" -m common_utils.synthetic fairness_images --out "$FI" --n 480 --seed 0
 fi

@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from common_utils.data import SubgroupBalancedBatchSampler
 from common_utils.train import (
     DistContext,
+    all_gather_cat,
     capture_rng_state,
     init_distributed,
     load_checkpoint,
@@ -16,7 +18,7 @@ from common_utils.train import (
     seed_everything,
 )
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..dataset import FairnessImageDataset, cached_dataset, clip_transform, read_rows
 from ..model import FrozenCLIPImageEncoder
@@ -65,9 +67,18 @@ def train_loader(ds, cfg, ctx: DistContext, groups: list[int]):
     return loader, sampler
 
 
-def eval_loader(ds, cfg) -> DataLoader:
-    """Whole split in order (every rank evaluates all of it; only rank 0 writes)."""
+def eval_loader(ds, cfg, ctx: DistContext | None = None) -> DataLoader:
+    """The split in order; with the ``ctx`` of a distributed run, this rank's contiguous shard of it (``gather``
+    concatenates the shards' outputs back in the original order). Without ``ctx`` every rank reads all of it."""
+    if ctx is not None and ctx.distributed:
+        bounds = np.linspace(0, len(ds), ctx.world_size + 1).astype(int)
+        ds = Subset(ds, range(bounds[ctx.rank], bounds[ctx.rank + 1]))
     return DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+
+
+def gather(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """[n_rank, ...] shards of every rank concatenated in rank order, on the CPU (identity in one process)."""
+    return all_gather_cat(t.to(device)).cpu()
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:

@@ -12,7 +12,7 @@ from common_utils.metrics import binary_metrics, fairness_metrics
 from common_utils.plots import plot_group_bars, plot_roc
 
 from ..losses import Stage2FairnessLoss
-from .common import to_device
+from .common import gather, to_device
 
 GENDERS = ("male", "female")
 RACES = ("asian", "white", "black", "other")
@@ -20,7 +20,10 @@ RACES = ("asian", "white", "black", "other")
 
 @torch.no_grad()
 def predict(model, loader, device) -> dict[str, np.ndarray | torch.Tensor]:
-    """prob/label/subgroup/gender/race [N] (numpy), feat [N,768] and gate [N] (torch, CPU) over ``loader``."""
+    """prob/label/subgroup/gender/race [N] (numpy), feat [N,768] and gate [N] (torch, CPU) over ``loader``.
+
+    In a distributed run ``loader`` is this rank's shard (``eval_loader(ds, cfg, ctx)``); every rank gets the whole
+    split's predictions, in order."""
     model.eval()
     keys = ("label", "subgroup", "gender", "race")
     out = {k: [] for k in (*keys, "prob", "feat", "gate")}
@@ -31,7 +34,7 @@ def predict(model, loader, device) -> dict[str, np.ndarray | torch.Tensor]:
         out["gate"].append(pred["gate"].float().cpu().squeeze(1))
         for k in keys:
             out[k].append(batch[k])
-    res = {k: torch.cat(v) for k, v in out.items()}
+    res = {k: gather(torch.cat(v), device) for k, v in out.items()}
     return {k: (v.numpy() if k not in ("feat", "gate") else v) for k, v in res.items()}
 
 
@@ -141,10 +144,10 @@ def run_evaluation(cfg, checkpoint: str | Path | None = None, out_dir: str | Pat
     probe = None
     if cfg.eval.linear_probe:
         train_ds = common.build_split(cfg, cfg.data.train_csvs, encoder, ctx)
-        probe = fit_linear_probe(*clip_features(model, common.eval_loader(train_ds, cfg), ctx.device), cfg.seed)
+        probe = fit_linear_probe(*clip_features(model, common.eval_loader(train_ds, cfg, ctx), ctx.device), cfg.seed)
     results, curves = {}, {}
     for test_set in cfg.data.test_sets:
-        loader = common.eval_loader(common.build_split(cfg, test_set.csvs, encoder, ctx), cfg)
+        loader = common.eval_loader(common.build_split(cfg, test_set.csvs, encoder, ctx), cfg, ctx)
         pred = predict(model, loader, ctx.device)
         results[test_set.name] = {"stage2": summarize(pred, cfg.eval.threshold, fair_loss,
                                                       cfg.eval.sinkhorn_max_samples)}

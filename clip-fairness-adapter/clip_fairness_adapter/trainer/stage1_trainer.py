@@ -44,7 +44,7 @@ def validate(model, loss_fn, loader, device) -> dict:
         losses = loss_fn(out, batch["subgroup"].to(device))
         losses["cosine_sim"] = F.cosine_similarity(out["final_features_norm"], out["clip_features"], dim=-1).mean()
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            sums[k] = sums.get(k, 0.0) + float(v.detach())  # geomloss re-enables grad internally
         n += 1
     return {k: v / n for k, v in sums.items()}
 

@@ -122,7 +122,7 @@ def train(cfg, resume: str | None = None) -> Path:
     val_ds = common.build_split(cfg, cfg.data.val_csvs, encoder, ctx)
     groups = [r.label * cfg.loss.num_subgroups + r.subgroup for r in train_ds.rows]
     loader, sampler = common.train_loader(train_ds, cfg, ctx, groups)
-    val_loader = common.eval_loader(val_ds, cfg)
+    val_loader = common.eval_loader(val_ds, cfg, ctx)  # this rank's shard; validate gathers
 
     counts = parameter_counts(model, weighting)
     if ctx.is_main:
