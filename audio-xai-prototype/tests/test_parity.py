@@ -11,6 +11,7 @@ from audio_xai.model.ssl_frontend import (
     hf_to_fairseq_key,
     load_pretrained_ssl,
 )
+from common_utils.train import StateDictMismatchError
 from conftest import shared_dir
 from safetensors.torch import load_file, save_file
 
@@ -83,16 +84,16 @@ def test_bad_checkpoints_name_the_keys(tmp_path):
     ref = torch.load(FIX / "small_model.pth", weights_only=True)
     missing = dict(ref)
     missing.pop("conformer.fc5.bias")
-    with pytest.raises(RuntimeError, match=r"missing: \['conformer.fc5.bias'\]"):
+    with pytest.raises(StateDictMismatchError, match=r"missing: \['conformer.fc5.bias'\]"):
         load_tcm_checkpoint(small_model(), missing)
     shaped = dict(ref, **{"LL.weight": torch.zeros(3, 3)})
-    with pytest.raises(RuntimeError, match=r"mis-shaped: \['LL.weight"):
+    with pytest.raises(StateDictMismatchError, match=r"mis-shaped: \['LL.weight"):
         load_tcm_checkpoint(small_model(), shaped)
     extra = dict(ref, **{"ssl_model.model.encoder.extra.weight": torch.zeros(1)})
     with pytest.raises(KeyError, match="encoder.extra.weight"):
         load_tcm_checkpoint(small_model(), extra)
     unexpected = dict(ref, **{"head.weight": torch.zeros(1)})
-    with pytest.raises(RuntimeError, match=r"unexpected: \['head.weight'\]"):
+    with pytest.raises(StateDictMismatchError, match=r"unexpected: \['head.weight'\]"):
         load_tcm_checkpoint(small_model(), unexpected)
 
 
@@ -117,5 +118,5 @@ def test_pretrained_ssl_init_from_hf_and_fairseq_files(tmp_path):
         assert all(torch.equal(own[k], want[k]) for k in want)
     del fs["encoder.layer_norm.bias"]
     torch.save(fs, tmp_path / "broken.pt")
-    with pytest.raises(RuntimeError, match="encoder.layer_norm.bias"):
+    with pytest.raises(StateDictMismatchError, match="encoder.layer_norm.bias"):
         load_pretrained_ssl(small_model().ssl_model, tmp_path / "broken.pt")

@@ -7,6 +7,7 @@ from clip_fairness_adapter.model import (
     FrozenCLIPImageEncoder,
     Stage2IndependentAdapterModel,
 )
+from common_utils.train import StateDictMismatchError
 
 DESIGN_KEYS = {"clip_features", "stage1_features", "stage2_features", "fused_features", "fused_features_norm", "gate",
                "attn_weights", "cls", "prob", "feat"}
@@ -97,7 +98,8 @@ def test_heads_state_dict_roundtrip_is_strict(encoder):
     assert all(torch.equal(v, b.heads_state_dict()[k]) for k, v in state.items())
     state.pop("fusion.norm1.weight")
     state["fusion.extra"] = torch.zeros(1)
-    with pytest.raises(KeyError, match=r"missing=\['fusion.norm1.weight'\] unexpected=\['fusion.extra'\]"):
+    expected = r"missing: \['fusion.norm1.weight'\]\n  unexpected: \['fusion.extra'\]"
+    with pytest.raises(StateDictMismatchError, match=expected):
         b.load_heads_state_dict(state)
 
 

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 from clip_fairness_adapter.model import Stage2IndependentAdapterModel
+from common_utils.train import StateDictMismatchError
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -56,7 +57,7 @@ def test_missing_adapter_key_is_an_error(fmt, tmp_path):
     ckpt, _ = upstream_checkpoint(fmt, "dtype_cpu_run")
     del ckpt["model_state_dict"]["additive_adapter.adapter.3.bias"]
     torch.save(ckpt, tmp_path / "c.pth")
-    with pytest.raises(KeyError, match=r"missing=\['adapter.3.bias'\]"):
+    with pytest.raises(StateDictMismatchError, match=r"missing: \['adapter.3.bias'\]"):
         Stage2IndependentAdapterModel(None, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")
 
 
@@ -70,5 +71,5 @@ def test_misshaped_adapter_is_an_error(tmp_path):
     sd = {f"additive_adapter.{k}": v for k, v in
           Stage2IndependentAdapterModel(None, stage1_hidden_dim=256, kv="global").stage1_adapter.state_dict().items()}
     torch.save({"model_state_dict": sd}, tmp_path / "c.pth")
-    with pytest.raises(KeyError, match="mis-shaped"):
+    with pytest.raises(StateDictMismatchError, match="mis-shaped"):
         Stage2IndependentAdapterModel(None, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")

@@ -66,3 +66,25 @@ def test_resolve_resume(tmp_path):
     assert resolve_resume(str(last), tmp_path / "other.pth") == last
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         resolve_resume(tmp_path / "missing.pth", last)
+
+
+def test_strict_state_dict_load_lists_every_problem():
+    from common_utils.train import StateDictMismatchError, load_state_dict_strict
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    good = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    load_state_dict_strict(model, good, source="good.pth")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in good.items())
+    bad = dict(good)
+    del bad["1.bias"]
+    bad["0.weight"] = torch.zeros(5, 3)
+    bad["extra.weight"] = torch.zeros(1)
+    with pytest.raises(StateDictMismatchError, match="bad.pth") as err:
+        load_state_dict_strict(model, bad, source="bad.pth")
+    message = str(err.value)
+    assert "'1.bias'" in message and "'extra.weight'" in message and "0.weight: file (5, 3) vs model (4, 3)" in message
+    # an allowed-missing prefix keeps the module's own (e.g. zero-initialised) values
+    partial = {k: v for k, v in good.items() if not k.startswith("1.")}
+    before = model[1].weight.detach().clone()
+    load_state_dict_strict(model, partial, allowed_missing=("1.",))
+    assert torch.equal(model[1].weight, before)

@@ -15,6 +15,7 @@ from common_utils.train import (
     init_distributed,
     load_checkpoint,
     load_config,
+    load_state_dict_strict,
     make_grad_scaler,
     parse_args_with_overrides,
     prepare_run_dir,
@@ -32,7 +33,7 @@ from .datasets.make_gender_split import make_gender_split
 from .engine import backbone_features, predict, train_detr_cached_epoch, train_detr_epoch, train_faap_epoch
 from .losses.contrastive import AdaptiveScoreContrastiveLoss, BidirectionalScoreContrastiveLoss
 from .losses.criterion import SetCriterion
-from .models.detr import FrozenDETR, build_detr, check_state_dict, load_detr_checkpoint
+from .models.detr import FrozenDETR, build_detr, load_detr_checkpoint
 from .models.discriminator import GenderDiscriminator
 from .models.generator import PerturbationGenerator
 from .models.matcher import HungarianMatcher
@@ -180,8 +181,7 @@ def load_generator(path, epsilon=None, space=None):
         raise ValueError(f"{path}: checkpoint carries no epsilon (the design's own format); pass eval.epsilon=...")
     space = space or ckpt.get("perturb_space", "normalized")
     generator = PerturbationGenerator(state["down1.net.0.weight"].shape[0], float(eps))
-    check_state_dict(generator, state, str(path))
-    generator.load_state_dict(state)
+    load_state_dict_strict(generator, state, str(path))
     return generator.eval(), float(eps), space
 
 

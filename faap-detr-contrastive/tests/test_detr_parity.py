@@ -3,9 +3,10 @@ import json
 
 import pytest
 import torch
+from common_utils.train import check_state_dict
 from conftest import fixture_dir
 from faap_detr.losses.criterion import SetCriterion
-from faap_detr.models.detr import build_detr, check_state_dict, load_detr_checkpoint, map_official_keys
+from faap_detr.models.detr import build_detr, load_detr_checkpoint, map_official_keys
 from faap_detr.models.matcher import HungarianMatcher
 from safetensors.torch import load_file
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common_utils.train import load_state_dict_strict
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -249,16 +250,7 @@ def load_tcm_checkpoint(model: TCMDetector, state, source: str = "checkpoint") -
     if isinstance(state, (str, Path)):
         source = str(state)
         state = torch.load(state, map_location="cpu", weights_only=True)
-    state = convert_tcm_state_dict(state, source)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in set(own) & set(state) if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise RuntimeError(f"{source} does not match the detector:\n  missing: {missing}\n  unexpected: {unexpected}"
-                           f"\n  mis-shaped: {shapes}")
-    model.load_state_dict(state, strict=True)
+    load_state_dict_strict(model, convert_tcm_state_dict(state, source), source)
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import torch
+from common_utils.train import load_state_dict_strict
 from safetensors.torch import load_file
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
@@ -132,11 +133,5 @@ def load_pretrained_ssl(ssl: SSLModel, path) -> list[str]:
         state = {k.replace("conv.weight_g", "conv.parametrizations.weight.original0")
                   .replace("conv.weight_v", "conv.parametrizations.weight.original1"): v
                  for k, v in state.items() if k not in dropped}
-    own = ssl.model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        raise RuntimeError(f"{path} does not match the SSL front-end:\n  missing: {missing}\n  unexpected: "
-                           f"{unexpected}\n  mis-shaped: {shapes}")
-    ssl.model.load_state_dict(state, strict=True)
+    load_state_dict_strict(ssl.model, state, str(path))
     return dropped

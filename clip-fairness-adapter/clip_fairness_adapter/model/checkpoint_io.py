@@ -6,20 +6,6 @@ from pathlib import Path
 
 import torch
 from common_utils.train import load_checkpoint
-from torch import nn
-
-
-def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``module.load_state_dict(strict=True)`` after checking keys and shapes; the error lists every problem."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        raise KeyError(f"{source}: state dict does not fit {type(module).__name__}: missing={missing} "
-                       f"unexpected={unexpected} mis-shaped={shapes}")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
 def strip_prefix(key: str, prefix: str = "module.") -> str:

@@ -6,10 +6,11 @@ import os
 
 import torch
 import torch.nn.functional as F
+from common_utils.train import load_state_dict_strict
 from torch import nn
 
 from .additive_adapter import AdditiveAdapter
-from .checkpoint_io import load_state_dict_strict, read_stage1_adapter
+from .checkpoint_io import read_stage1_adapter
 from .clip_backbone import FrozenCLIPImageEncoder
 from .cross_attention_fusion import CrossAttentionFusionWithDynamicGate
 

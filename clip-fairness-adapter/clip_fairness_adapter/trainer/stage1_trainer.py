@@ -12,6 +12,7 @@ from common_utils.train import (
     autocast_context,
     check_finite,
     cleanup_distributed,
+    load_state_dict_strict,
     make_grad_scaler,
     prepare_run_dir,
     progress,
@@ -20,7 +21,7 @@ from common_utils.train import (
 from torch.nn.parallel import DistributedDataParallel
 
 from ..losses import BatchedSinkhorn, Stage1Loss
-from ..model import FairnessAdapter, load_state_dict_strict
+from ..model import FairnessAdapter
 from . import common
 
 log = logging.getLogger(__name__)

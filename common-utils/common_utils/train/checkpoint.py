@@ -94,3 +94,32 @@ def resolve_resume(resume: str | os.PathLike | None, last: str | os.PathLike) ->
     if not path.is_file():
         raise FileNotFoundError(f"--resume {path}: no such checkpoint")
     return path
+
+
+class StateDictMismatchError(ValueError):
+    """A state dict that does not fit a module; the message lists every missing, unexpected and mis-shaped key."""
+
+
+def check_state_dict(module: torch.nn.Module, state_dict: dict, source: str = "checkpoint",
+                     allowed_missing: tuple[str, ...] = ()) -> None:
+    """Raise :class:`StateDictMismatchError` unless every tensor of ``state_dict`` and of ``module`` is accounted for.
+
+    ``allowed_missing``: key prefixes the module may have that the file lacks (e.g. new zero-initialised modules).
+    """
+    own = module.state_dict()
+    missing = sorted(k for k in own if k not in state_dict and not k.startswith(tuple(allowed_missing)))
+    unexpected = sorted(k for k in state_dict if k not in own)
+    shapes = sorted(f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or shapes:
+        raise StateDictMismatchError(f"{source} does not match {type(module).__name__}:\n  missing: {missing}\n"
+                                     f"  unexpected: {unexpected}\n  mis-shaped: {shapes}")
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict: dict, source: str = "checkpoint",
+                           allowed_missing: tuple[str, ...] = (), assign: bool = False) -> None:
+    """:func:`check_state_dict`, then a strict ``load_state_dict``; allowed-missing keys keep the module's values."""
+    check_state_dict(module, state_dict, source, allowed_missing)
+    own = module.state_dict()
+    full = {k: state_dict[k] if k in state_dict else own[k] for k in own}
+    module.load_state_dict(full, strict=True, assign=assign)

@@ -1,7 +1,7 @@
 """DETR detector, the frozen wrapper used by FAAP, official-checkpoint loading and post-processing."""
 import torch
 import torch.nn.functional as F
-from common_utils.train import load_checkpoint
+from common_utils.train import load_checkpoint, load_state_dict_strict
 from torch import nn
 from torchvision.ops import box_convert
 
@@ -76,26 +76,13 @@ def map_official_keys(state_dict):
     return {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
 
 
-def check_state_dict(model, state_dict, source):
-    """Raise a ValueError listing missing, unexpected and mis-shaped keys (every tensor must be accounted for)."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    shapes = sorted(f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
-    if missing or unexpected or shapes:
-        raise ValueError(f"{source}: state dict does not match the model\n  missing: {missing}\n"
-                         f"  unexpected: {unexpected}\n  mis-shaped: {shapes}")
-
-
 def load_detr_checkpoint(model, path):
     """Load an official DETR release file (`{'model': state_dict}`) strictly through the key map."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path}: expected a dict with key 'model' (official DETR format)")
     state = map_official_keys(ckpt["model"])
-    check_state_dict(model, state, str(path))
-    model.load_state_dict(state, strict=True)
+    load_state_dict_strict(model, state, str(path))
     return model
 
 
