@@ -10,6 +10,7 @@ from common_utils.train import (
     all_reduce_mean,
     check_finite,
     cleanup_distributed,
+    gather_rng_states,
     init_distributed,
 )
 from common_utils.train.distributed import _first_slurm_host
@@ -32,7 +33,10 @@ def _worker(rank, world, port, out_dir, slurm):
     ctx = init_distributed(device="cpu")
     mean = all_reduce_mean(torch.tensor([float(rank + 1), 10.0 * rank]))
     gathered = all_gather_cat(torch.full((rank + 1, 2), float(rank)))
-    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed), "mean": mean, "gathered": gathered},
+    torch.manual_seed(100 + rank)
+    states = gather_rng_states()
+    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed), "mean": mean, "gathered": gathered,
+                "rng": [s["torch"] for s in states]},
                os.path.join(out_dir, f"{rank}.pt"))
     cleanup_distributed()
 
@@ -45,6 +49,9 @@ def test_two_gloo_processes_all_reduce(tmp_path, slurm):
         assert out["ctx"] == (rank, 2, rank == 0, True)
         assert torch.allclose(out["mean"], torch.tensor([1.5, 5.0]))
         assert torch.equal(out["gathered"], torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
+        # every rank holds every rank's RNG state, in rank order
+        for r in range(2):
+            assert torch.equal(out["rng"][r], torch.manual_seed(100 + r).get_state())
 
 
 def test_single_process_is_not_distributed(monkeypatch):

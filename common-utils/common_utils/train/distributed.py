@@ -100,3 +100,19 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_rng_states() -> list[dict]:
+    """Every rank's :func:`capture_rng_state`, in rank order, on every rank (one element without a process group).
+
+    Save the list in a checkpoint and restore ``states[rank]`` on resume, so that per-rank random streams
+    (augmentation, dropout) continue exactly.
+    """
+    from .checkpoint import capture_rng_state
+
+    state = capture_rng_state()
+    if not _active():
+        return [state]
+    states: list = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
