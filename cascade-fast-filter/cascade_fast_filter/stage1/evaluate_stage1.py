@@ -1,6 +1,7 @@
 """Task 1.3: evaluate the calibrated fast filter overall and per `dataset`, and analyse cascade thresholds.
 
-Writes evaluation_report.json / .md, roc_curve.png, reliability_eval.png and confidence_histogram.png.
+Writes evaluation_report.json / .md, roc_curve.png (overall + one curve per dataset), and reliability_eval.png and
+confidence_histogram.png overall and per dataset (``*_<dataset>.png``).
 """
 from __future__ import annotations
 
@@ -109,17 +110,21 @@ def evaluate(cfg, checkpoint=None, temperature_file=None) -> dict:
     curves = {"overall": (labels, probs)}
     curves.update({d: (labels[datasets == d], probs[datasets == d]) for d in report["per_dataset"]
                    if len(set(labels[datasets == d])) == 2})
-    figures = [
-        plot_roc(curves, run_dir / "roc_curve.png", title=f"Stage-1 ROC ({split})"),
-        plot_reliability(labels, {"uncalibrated": calibrated_probs(logits, 1.0), f"T={t:.3f}": probs},
-                         run_dir / "reliability_eval.png", n_bins=cfg.eval.n_bins, scheme=cfg.eval.ece_scheme,
-                         title=f"Reliability ({split})"),
-        plot_group_bars({cls: {f"{lo:.1f}-{hi:.1f}": float(c) for lo, hi, c in zip(
-            report["overall"]["confidence_histogram"]["edges"][:-1],
-            report["overall"]["confidence_histogram"]["edges"][1:], report["overall"]["confidence_histogram"][cls])}
-            for cls in ("real", "fake")}, run_dir / "confidence_histogram.png",
-            title=f"Samples per calibrated P(fake) interval ({split})", ylabel="samples"),
-    ]
+    figures = [plot_roc(curves, run_dir / "roc_curve.png", title=f"Stage-1 ROC ({split})")]
+    groups = {"overall": np.ones(len(labels), dtype=bool)} | {d: datasets == d for d in report["per_dataset"]}
+    for name, mask in groups.items():
+        suffix = "" if name == "overall" else f"_{name}"
+        hist = (report["overall"] if name == "overall" else report["per_dataset"][name])["confidence_histogram"]
+        before_after = {"uncalibrated": calibrated_probs(logits[mask], 1.0), f"T={t:.3f}": probs[mask]}
+        figures += [
+            plot_reliability(labels[mask], before_after, run_dir / f"reliability_eval{suffix}.png",
+                             n_bins=cfg.eval.n_bins, scheme=cfg.eval.ece_scheme,
+                             title=f"Reliability ({split}, {name})"),
+            plot_group_bars({cls: {f"{lo:.1f}-{hi:.1f}": float(c) for lo, hi, c in zip(
+                hist["edges"][:-1], hist["edges"][1:], hist[cls])} for cls in ("real", "fake")},
+                run_dir / f"confidence_histogram{suffix}.png",
+                title=f"Samples per calibrated P(fake) interval ({split}, {name})", ylabel="samples"),
+        ]
     report["figures"] = [Path(f).name for f in figures]
     report = to_jsonable(report)
     (run_dir / "evaluation_report.json").write_text(json.dumps(report, indent=2))

@@ -20,9 +20,9 @@ from common_utils.train import (
     all_reduce_mean,
     autocast_context,
     barrier,
-    capture_rng_state,
     check_finite,
     cleanup_distributed,
+    gather_rng_states,
     init_distributed,
     load_checkpoint,
     make_grad_scaler,
@@ -198,8 +198,7 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
             write_log_csv(run_dir / "training_log.csv", history)
             logger.log(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
             print(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
-        rng = capture_rng_state()
-        rng_all = [rng] if not ctx.distributed else _gather_objects(rng, ctx)
+        rng_all = gather_rng_states()
         if ctx.is_main:
             save_checkpoint({
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -216,9 +215,3 @@ def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
     cleanup_distributed()
     return {"best_val_auc": best_auc, "history": history, "run_dir": run_dir}
 
-
-def _gather_objects(obj, ctx):
-    """One picklable object per rank, in rank order (RNG states so each rank resumes its own stream)."""
-    out = [None] * ctx.world_size
-    torch.distributed.all_gather_object(out, obj)
-    return out
