@@ -6,10 +6,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 DEMO_OUT=${DEMO_OUT:-outputs/demo/spai-semantic-spectral}
 DATA=${DATA_ROOT:-$DEMO_OUT/data}/ai_images
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS=1  # one thread: the same numbers on every rerun (and the fastest on 2 shared cores)
 mkdir -p "$DEMO_OUT"
 if [ ! -f "$DATA/spai/train.csv" ]; then
-  "$PYTHON" -m common_utils.synthetic ai_images --out "$DATA" --n 120 --seed 0
+  "$PYTHON" -m common_utils.synthetic ai_images --out "$DATA" --seed 0  # the size `make demo` writes
 fi
 TESTS=()
 for csv in "$DATA"/spai/test_*.csv; do TESTS+=(--test-csv "$csv" --test-csv-root-dir "$DATA"); done

@@ -15,9 +15,9 @@ from common_utils.train import (
     all_gather_cat,
     autocast_context,
     barrier,
-    capture_rng_state,
     check_finite,
     cleanup_distributed,
+    gather_rng_states,
     init_distributed,
     make_grad_scaler,
     prepare_run_dir,
@@ -172,7 +172,7 @@ def train_model(cfg, data_path, csv_root=None, test_csvs=(), test_csv_roots=(), 
         load_state_dict_checked(model, ckpt["model"], source=str(resume))
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
-        restore_rng_state(ckpt["rng"])
+        restore_rng_state(ckpt["rng"][min(ctx.rank, len(ckpt["rng"]) - 1)])  # each rank its own stream
         start_epoch, best_auc = ckpt["epoch"] + 1, ckpt["best_auc"]
         log.info("resumed from %s at epoch %d", resume, start_epoch)
 
@@ -191,10 +191,11 @@ def train_model(cfg, data_path, csv_root=None, test_csvs=(), test_csv_roots=(), 
         logger.log(epoch, stats)
         is_best = val_auc > best_auc
         best_auc = max(best_auc, val_auc)
+        rng_states = gather_rng_states()  # collective: every rank takes part
         if ctx.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict(), "epoch": epoch, "best_auc": best_auc,
-                     "rng": capture_rng_state(), "config": cfg_to_dict(cfg)}
+                     "rng": rng_states, "config": cfg_to_dict(cfg)}
             save_checkpoint(state, run_dir / "last.pth")
             if is_best:
                 save_checkpoint(state, run_dir / "best.pth")

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from common_utils.train import load_checkpoint
+from common_utils.train import load_checkpoint, load_state_dict_strict
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -107,21 +107,10 @@ def convert_upstream_state_dict(state_dict: dict) -> tuple[dict, list[str]]:
 
 def load_state_dict_checked(model: nn.Module, state_dict: dict, allowed_missing: tuple[str, ...] = (),
                             source: str = "checkpoint", assign: bool = False) -> None:
-    """Strict load that lists missing / unexpected / mis-shaped keys in one error.
-
-    ``allowed_missing``: key prefixes that may be absent (new zero-initialised modules, the separately
-    loaded semantic tower).
+    """Drop the tensors upstream never uses, then a strict load whose error lists every missing / unexpected /
+    mis-shaped key. ``allowed_missing``: key prefixes that may be absent (modules that keep their own values).
     """
     state_dict, dropped = convert_upstream_state_dict(state_dict)
     if dropped:
         log.info("%s: dropped %d tensors upstream never uses (%s, ...)", source, len(dropped), dropped[0])
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict and not k.startswith(allowed_missing)]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-              for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        raise RuntimeError(f"{source} does not match the model:\n  missing: {missing}\n"
-                           f"  unexpected: {unexpected}\n  mis-shaped: {shapes}")
-    full = OrderedDict((k, state_dict.get(k, own[k])) for k in own)
-    model.load_state_dict(full, strict=True, assign=assign)
+    load_state_dict_strict(model, state_dict, source, allowed_missing, assign=assign)

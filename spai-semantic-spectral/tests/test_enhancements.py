@@ -139,3 +139,21 @@ def test_clip_spectral_backbone_option():
     assert not any(n.startswith("mfvit.vit.") for n in names) and "mfvit.early_fusion_gates.0.out.weight" in names
     with pytest.raises(ValueError, match="EMBED_DIM"):
         build_cls_model(_tiny(["MODEL_WEIGHTS", "clip"]))
+
+
+def test_trained_enhanced_checkpoint_must_hold_every_semantic_module(parity_dir, tmp_path):
+    """Only a checkpoint with none of the semantic-spectral modules (base SPAI) may leave them zero-initialised."""
+    from common_utils.train import StateDictMismatchError, save_checkpoint
+    from spai.models.sid import SEMANTIC_MODULES, SEMANTIC_TOWER
+
+    cfg = load_yaml_config(parity_dir / "small_config.yaml")
+    cfg.defrost()
+    cfg.merge_from_list(ENHANCED)
+    state = {k: v for k, v in build_cls_model(cfg).state_dict().items() if not k.startswith(SEMANTIC_TOWER)}
+    save_checkpoint({"model": state, "epoch": 1}, tmp_path / "trained.pth")
+    assert load_pretrained(build_cls_model(cfg), tmp_path / "trained.pth") == 1
+    semantic = sorted(k for k in state if k.startswith(SEMANTIC_MODULES))
+    del state[semantic[0]]
+    save_checkpoint({"model": state, "epoch": 1}, tmp_path / "partial.pth")
+    with pytest.raises(StateDictMismatchError, match=semantic[0]):
+        load_pretrained(build_cls_model(cfg), tmp_path / "partial.pth")

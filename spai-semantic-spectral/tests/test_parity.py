@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from common_utils.train import StateDictMismatchError
 from safetensors.torch import load_file
 from spai.config import load_yaml_config
 from spai.models import build_cls_model, load_pretrained
@@ -117,7 +118,7 @@ def test_mismatched_checkpoint_lists_keys(parity_dir):
     bad = dict(sd)
     bad.pop("norm.bias")
     bad["surprise.weight"] = torch.zeros(1)
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(StateDictMismatchError) as e:
         load_state_dict_checked(model, bad, source="small.pth")
     msg = str(e.value)
     assert "norm.bias" in msg and "surprise.weight" in msg and "cls_head.head.0.weight" in msg
@@ -154,3 +155,4 @@ def test_infer_cli_with_released_format_checkpoint(parity_dir, small, tmp_path):
     with torch.no_grad():
         expected = torch.sigmoid(model([EvalTransform(224)(img)])).item()
     assert header == "image,spai" and float(row.split(",")[1]) == pytest.approx(expected, abs=1e-5)
+

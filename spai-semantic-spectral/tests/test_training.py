@@ -27,7 +27,7 @@ def test_tiny_run_learns(tiny_data, tmp_path):
 
 
 class Preempted(Exception):
-    pass
+    """Raised inside the training loop to simulate a job killed after an epoch."""
 
 
 def test_resume_reproduces_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
