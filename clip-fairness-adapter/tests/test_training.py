@@ -1,6 +1,7 @@
 """Tiny end-to-end runs: learning, fairness effect, exact resume, frozen/trainable parameters, cache == no cache."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from clip_fairness_adapter.losses import build_loss_weighting
@@ -9,9 +10,12 @@ from clip_fairness_adapter.trainer.evaluate import predict, run_evaluation
 from clip_fairness_adapter.trainer.stage2_independent_adapter_trainer import (
     build_fair_loss,
     build_model,
+    fair_ramp,
+    load_trained,
     train,
     train_one_epoch,
 )
+from common_utils.metrics import binary_metrics
 from common_utils.train import ConfigError, load_checkpoint, make_grad_scaler
 from conftest import tiny_cfg
 
@@ -47,16 +51,54 @@ def test_stage2_learns_the_synthetic_task_and_reports(stage2_run, data_root):
         {k for k in ckpt["model_state_dict"] if not k.startswith("clip_model.")}
 
 
+def within_class_score_gap(label, prob, subgroup) -> float:
+    """Subgroup gap of the detector's output: per class, max - min over subgroups (>= 2 samples) of the mean
+    predicted fake probability; mean of the real and fake classes (a soft F_FPR / F_FNR, i.e. equalised odds)."""
+    label, prob, subgroup = (np.asarray(a) for a in (label, prob, subgroup))
+    gaps = []
+    for c in (0, 1):
+        means = [prob[(label == c) & (subgroup == g)].mean() for g in np.unique(subgroup[label == c])
+                 if ((label == c) & (subgroup == g)).sum() >= 2]
+        gaps.append(max(means) - min(means))
+    return float(np.mean(gaps))
+
+
 def test_fairness_loss_reduces_subgroup_gap(stage1_run, data_root):
-    """Same run with lambda_fair = 0 vs a large fixed lambda_fair: the within-class subgroup Sinkhorn gap of the
-    fused feature on held-out data is smaller with the fairness loss."""
-    gaps = {}
-    for lam in (0.0, 1.0):
-        run = train(tiny_cfg(2, data_root, stage1_run.parent / f"fair_{lam}",
-                             f"stage1_checkpoint={stage1_run}/last.pth", "loss_weighting.type=fixed",
-                             f"loss_weighting.lambda_fair={lam}", "train.epochs=4"))
-        gaps[lam] = read_metrics(run)[-1]["val/sinkhorn_dist"]
-    assert gaps[1.0] < 0.5 * gaps[0.0], gaps
+    """Same data, seed and schedule (tiny config, 16 epochs) with lambda_fair = 0 vs fixed lambda_fair = 0.1 ramped
+    in over 6 epochs: on the held-out test split the fairness run keeps detection (AUC > 0.65, both classes
+    predicted) and has a smaller within-class subgroup gap of the predicted probability; the validation
+    within-class Sinkhorn distance of the fused feature (what the loss minimises) drops too. Measured with seeds 0-3:
+    score gap 0.140 -> 0.102, 0.254 -> 0.182, 0.207 -> 0.125, 0.203 -> 0.159 (README); without the ramp,
+    lambda_fair = 0.1 collapses to one class. Subgroup AUCs (~4 images per class and subgroup) are too noisy here."""
+    res = {}
+    for lam, warmup in ((0.0, 0), (0.1, 6)):
+        cfg = tiny_cfg(2, data_root, stage1_run.parent / f"fair_{lam}", f"stage1_checkpoint={stage1_run}/last.pth",
+                       "loss_weighting.type=fixed", f"loss_weighting.lambda_fair={lam}",
+                       f"loss_weighting.fair_warmup_epochs={warmup}")
+        run = train(cfg)
+        ctx = common.setup(cfg)
+        encoder = common.build_encoder(cfg, ctx)
+        model = load_trained(cfg, ctx, encoder, run / "last.pth")
+        pred = predict(model, common.eval_loader(common.build_split(cfg, cfg.data.test_sets[0].csvs, encoder, ctx),
+                                                 cfg, ctx), ctx.device)
+        det = binary_metrics(pred["label"], pred["prob"])
+        res[lam] = {"auc": det["auc"], "cm": det["confusion_matrix"],
+                    "gap": within_class_score_gap(pred["label"], pred["prob"], pred["subgroup"]),
+                    "val_sinkhorn": read_metrics(run)[-1]["val/sinkhorn_dist"]}
+    for r in res.values():  # both detectors learned the task; neither predicts a single class
+        (tn, fp), (fn, tp) = r["cm"]
+        assert r["auc"] > 0.65 and tn + fn > 0 and fp + tp > 0, res
+    assert res[0.1]["gap"] < 0.85 * res[0.0]["gap"], res
+    assert res[0.1]["val_sinkhorn"] < 0.5 * res[0.0]["val_sinkhorn"], res
+
+
+def test_fair_warmup_ramp(data_root, tmp_path):
+    off = tiny_cfg(2, data_root, tmp_path)
+    assert fair_ramp(off, 0, 0, 5) == 1.0  # default 0 epochs: no ramp (the design's behaviour)
+    cfg = tiny_cfg(2, data_root, tmp_path, "loss_weighting.fair_warmup_epochs=2")
+    ramp = [fair_ramp(cfg, e, i, 5) for e in range(3) for i in range(5)]
+    assert ramp[0] == 0.0 and ramp[5] == 0.5 and ramp[9] == 0.9 and ramp[10:] == [1.0] * 5
+    assert all(b > a for a, b in zip(ramp[:10], ramp[1:11]))
 
 
 def keep_epoch1_copy(monkeypatch, target_dir):

@@ -69,6 +69,14 @@ def parameter_counts(model: Stage2IndependentAdapterModel, weighting) -> dict[st
     return out
 
 
+def fair_ramp(cfg, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Factor on L_fair: linear 0 -> 1 over ``loss_weighting.fair_warmup_epochs`` epochs (per step), 1 when off."""
+    warmup = cfg.loss_weighting.fair_warmup_epochs
+    if warmup <= 0:
+        return 1.0
+    return min(1.0, (epoch * steps_per_epoch + step) / (warmup * steps_per_epoch))
+
+
 def train_one_epoch(model, weighting, fair_loss, loader, optimizer, scaler, cfg, ctx, epoch: int) -> dict:
     model.train()
     weighting.train()
@@ -84,7 +92,9 @@ def train_one_epoch(model, weighting, fair_loss, loader, optimizer, scaler, cfg,
             out = model(batch)
             loss_cls = F.cross_entropy(out["cls"].float(), batch["label"])
         loss_fair, _ = fair_loss(out["fused_features_norm"].float(), batch["label"], batch["subgroup"])
-        total, lambda_fair, _ = weighting(loss_cls, loss_fair)
+        ramp = fair_ramp(cfg, epoch, i, len(loader))
+        total, lambda_fair, _ = weighting(loss_cls, ramp * loss_fair)
+        lambda_fair = ramp * lambda_fair
         check_finite(total, epoch * len(loader) + i)
         scaler.scale(total / accum).backward()
         if (i + 1) % accum == 0 or i + 1 == len(loader):
