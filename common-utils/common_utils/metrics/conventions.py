@@ -2,7 +2,7 @@
 
 A convention names whose published numbers a result reproduces. Where a source does not define a metric
 differently (AUC, AP, ECE, COCO AP), every convention gives the same value; the threshold rule applies wherever a
-threshold is applied.
+threshold is applied (in ECE only to ``top_label``'s predicted label at p = 0.5).
 
 - ``ours`` (the default): interpolated EER, ``score >= threshold``, rates kept for every group that defines them,
   videos with mixed frame labels refused.
