@@ -34,6 +34,7 @@ DEFAULTS = {
         "batch_size": 20,
         "eval_batch_size": 10,
         "lr": 1.0e-6,
+        "lr_schedule": "constant",      # constant (tcm_add) | cosine (to 0 at stage1.epochs, per optimizer step)
         "weight_decay": 1.0e-4,
         "class_weights": [0.1, 0.9],    # (spoof, bona fide)
         "rawboost_algo": 5,             # 5 = LA model (LnL + ISD), 3 = DF model (SSI), 0 = off
@@ -76,7 +77,7 @@ DEFAULTS = {
     "evaluate": {
         "split": "eval",
         "deletion_baseline": "utt_mean",  # embedding space: utt_mean | zero | noise
-        "waveform_baseline": "noise",     # waveform domain: noise (matched level) | bonafide (a bona fide utterance)
+        "waveform_baseline": "bonafide",  # waveform: bonafide (a bona fide utterance) | noise (matched level) | silence
         "n_steps": 10,
         "n_random": 3,                    # random maps averaged for the random baseline
         "localisation_utts": "spoof",     # spoof | all

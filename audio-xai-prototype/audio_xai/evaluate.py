@@ -125,18 +125,22 @@ def waveform_replacement(wave: np.ndarray, baseline: str, seed: int, index: int,
 
 
 @torch.no_grad()
-def waveform_deletion(detector, wave: torch.Tensor, importance, replacement: torch.Tensor, n_steps: int = 10) -> dict:
-    """Deletion / insertion curves of p_spoof when the removed frames' samples of wave [1, L] are replaced by
-    ``replacement`` [L] and the whole detector re-runs (frame t = samples [320 t, 320 (t + 1)); the last frame also
-    takes the samples past the final full frame)."""
+def waveform_deletion(detector, wave: torch.Tensor, maps: list, replacement: torch.Tensor, n_steps: int = 10,
+                      batch_size: int = 16) -> list[dict]:
+    """Deletion / insertion curves of p_spoof, one per map [T] of ``maps``, when the removed frames' samples of
+    wave [1, L] are replaced by ``replacement`` [L] and the whole detector re-runs (frame t = samples
+    [320 t, 320 (t + 1)); the last frame also takes the samples past the final full frame). Inputs shared by several
+    rows (the untouched and the fully replaced utterance, equal masks) are scored once."""
     L = wave.shape[-1]
-    removed = removal_masks(importance, n_steps).to(wave.device)
+    removed = torch.cat([removal_masks(m, n_steps) for m in maps]).to(wave.device)    # [n_maps (n + 1), T]
+    rows = torch.cat([removed, ~removed])                                             # deletion rows, insertion rows
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
     frame_of_sample = torch.clamp(torch.arange(L, device=wave.device) // HOP, max=removed.shape[1] - 1)
-    per_sample = removed[:, frame_of_sample]                          # [n + 1, L]
-    x, r = wave.expand(n_steps + 1, L), replacement[None].expand(n_steps + 1, L)
-    deleted = _spoof_prob(detector(torch.where(per_sample, r, x))[0])
-    inserted = _spoof_prob(detector(torch.where(per_sample, x, r))[0])
-    return _curves(deleted, inserted, n_steps)
+    p = np.concatenate([_spoof_prob(detector(torch.where(chunk[:, frame_of_sample], replacement, wave))[0])
+                        for chunk in unique.split(batch_size)])[inverse.cpu().numpy()]
+    deleted, inserted = np.split(p, 2)
+    k = n_steps + 1
+    return [_curves(deleted[i * k:(i + 1) * k], inserted[i * k:(i + 1) * k], n_steps) for i in range(len(maps))]
 
 
 def align(scores: np.ndarray, seglab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,14 +260,16 @@ def evaluate_xai(cfg, split: str | None = None, probe: bool = False) -> dict:
             replacement = torch.from_numpy(waveform_replacement(
                 wave_np, ev.waveform_baseline, cfg.seed, index,
                 bonafide[index % len(bonafide)] if bonafide else None)).to(device)
+        draws_of = {m: rand if m == "random" else [ex[m]] for m in METHODS}
         for m in METHODS:
-            draws = rand if m == "random" else [ex[m]]
             maps[m].append(ex[m])
             faith[m].append(_mean_curves([embedding_deletion(detector, ex["ssl"], d, ev.deletion_baseline,
-                                                             ev.n_steps, cfg.seed) for d in draws]))
-            if label == 0:
-                wave_faith[m].append(_mean_curves([waveform_deletion(detector, wave, d, replacement, ev.n_steps)
-                                                   for d in draws]))
+                                                             ev.n_steps, cfg.seed) for d in draws_of[m]]))
+        if label == 0:
+            curves = iter(waveform_deletion(detector, wave, [d for m in METHODS for d in draws_of[m]], replacement,
+                                            ev.n_steps))
+            for m in METHODS:
+                wave_faith[m].append(_mean_curves([next(curves) for _ in draws_of[m]]))
         labels.append(label)
         seglabs.append(seg)
         scores.append(float(ex["logits"][1]))

@@ -119,7 +119,7 @@ def test_waveform_deletion_replaces_exactly_the_ranked_frames(detector):
     n_frames = detector.ssl_model.num_frames(6400)
     imp = np.random.default_rng(1).random(n_frames)
     replacement = torch.from_numpy(waveform_replacement(wave[0].numpy(), "noise", seed=0, index=3))
-    r = waveform_deletion(detector, wave, imp, replacement, n_steps=2)
+    r, r_flipped = waveform_deletion(detector, wave, [imp, -imp], replacement, n_steps=2, batch_size=3)
     with torch.no_grad():
         p = lambda x: 1 - detector(x)[0].softmax(-1)[0, 1].item()  # noqa: E731
         top = np.argsort(-imp, kind="stable")[: round(n_frames / 2)]
@@ -132,6 +132,13 @@ def test_waveform_deletion_replaces_exactly_the_ranked_frames(detector):
         assert r["deletion"][2] == pytest.approx(p(replacement[None]), abs=1e-5)
         assert r["insertion"][0] == pytest.approx(p(replacement[None]), abs=1e-5)
         assert r["insertion"][2] == pytest.approx(p(wave), abs=1e-5)
+        bottom = np.argsort(imp, kind="stable")[: round(n_frames / 2)]
+        other = wave.clone()
+        for t in bottom:
+            end = 6400 if t == n_frames - 1 else (t + 1) * 320
+            other[0, t * 320:end] = replacement[t * 320:end]
+        assert r_flipped["deletion"][1] == pytest.approx(p(other), abs=1e-5)
+        assert r_flipped["deletion"][2] == pytest.approx(r["deletion"][2], abs=1e-6)
 
 
 def test_waveform_replacements():

@@ -99,8 +99,15 @@ def train_stage1(cfg, resume: str | None = None, overwrite: bool = False) -> dic
 
     net = wrap_model(model, ctx)
     opt = torch.optim.Adam(model.parameters(), lr=s1.lr, weight_decay=s1.weight_decay)
-    step = OptimStep(opt, device=ctx.device, model=net, **step_options(s1))
-    state = TrainState(models={"model": model}, optimizers={"model": opt}, steppers={"model": step})
+    schedulers = {}
+    if s1.lr_schedule == "cosine":  # per optimizer step, to 0 at the hard stop (tcm_add keeps the rate constant)
+        steps = s1.epochs * math.ceil(len(train_dl) / s1.accum_steps)
+        schedulers["model"] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    elif s1.lr_schedule != "constant":
+        raise ValueError(f"stage1.lr_schedule must be 'constant' or 'cosine', got {s1.lr_schedule!r}")
+    step = OptimStep(opt, device=ctx.device, model=net, scheduler=schedulers.get("model"), **step_options(s1))
+    state = TrainState(models={"model": model}, optimizers={"model": opt}, schedulers=schedulers,
+                       steppers={"model": step})
     resumed = run.resume(state)
     extra = resumed.extra if resumed else {"best": [], "best_loss": math.inf, "bad_epochs": 0, "stopped": False}
     weight = torch.tensor(list(s1.class_weights), dtype=torch.float32, device=ctx.device)
