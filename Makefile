@@ -10,7 +10,7 @@ DEMO_PROJECTS := $(patsubst %/script/demo.sh,%,$(wildcard */script/demo.sh))
 DATA := outputs/data
 DEMO := outputs/demo
 
-.PHONY: install demo test lint bench test-slurm clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
+.PHONY: install demo test lint bench gpu-check test-slurm clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
 
 install: $(STAMP)
 
@@ -48,8 +48,14 @@ $(addprefix demo-,$(DEMO_PROJECTS)): demo-%: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Each bench pins its own thread count (1 by default), prints progress on stderr and its JSON (with `ratios`) on stdout.
 bench: $(STAMP)
 	@for f in $(wildcard */bench/*.py); do echo "=== $$f"; (cd $$(dirname $$(dirname $$f)) && $(PY) bench/$$(basename $$f)) || exit 1; done
+
+# GPU-only checks (AMP training steps, torch.compile / channels_last, nccl, extraction throughput) as JSON; without a
+# CUDA device it prints {"skipped": "no CUDA device", ...} and exits 0.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf outputs
