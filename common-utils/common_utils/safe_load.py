@@ -228,9 +228,9 @@ def read_state_dict(path: str | os.PathLike, *, what: str = "weights file", map_
 
 def _torch_load(path: Path, map_location, safe_globals, stand_ins, what: str) -> Any:
     extra = list(safe_globals)
-    try:
-        with torch.serialization.safe_globals(extra):
-            return torch.load(path, map_location=map_location, weights_only=True)
+    try:  # an open file, not the path: torch.load would treat a "*.safetensors" name as safetensors
+        with open(path, "rb") as f, torch.serialization.safe_globals(extra):
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if not stand_ins:
             raise WeightsFileError(path, _refused_message(str(e), what)) from None
@@ -239,7 +239,8 @@ def _torch_load(path: Path, map_location, safe_globals, stand_ins, what: str) ->
     # a released file pickles a foreign class: re-read it through the restricted unpickler with its stand-ins
     module = restricted_pickle_module(stand_ins)
     try:
-        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=module)
+        with open(path, "rb") as f:
+            return torch.load(f, map_location=map_location, weights_only=False, pickle_module=module)
     except pickle.UnpicklingError as e:
         raise WeightsFileError(path, _refused_message(str(e), what)) from None
     except Exception as e:  # noqa: BLE001
