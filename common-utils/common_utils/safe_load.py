@@ -39,7 +39,7 @@ from .data.errors import DataFormatError
 
 __all__ = [
     "WeightsFileError", "MappingStandIn", "detect_format", "load_weights", "read_state_dict",
-    "read_torchscript_state_dict", "restricted_pickle_module",
+    "read_torchscript_state_dict", "restricted_pickle_module", "restricted_unpickler",
 ]
 
 _TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first record of a legacy torch.save file (torch.serialization.MAGIC_NUMBER)
@@ -84,13 +84,19 @@ def _refusal(module: str, name: str) -> pickle.UnpicklingError:
 class _RestrictedUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` whose ``find_class`` only returns the globals of ``allowed`` (class attribute)."""
 
-    allowed: Mapping[str, Any] = _BASE_ALLOWED
+    allowed: Mapping[str, Any] = {}
 
     def find_class(self, module, name):
         try:
             return self.allowed[f"{module}.{name}"]
         except KeyError:
             raise _refusal(module, name) from None
+
+
+def restricted_unpickler(allowed: Mapping[str, Any]) -> type[pickle.Unpickler]:
+    """An ``Unpickler`` class that resolves only ``allowed`` globals (``{"module.name": object}``); any other global
+    in the data raises ``pickle.UnpicklingError`` naming it, before anything is called."""
+    return type("RestrictedUnpickler", (_RestrictedUnpickler,), {"allowed": dict(allowed)})
 
 
 def restricted_pickle_module(stand_ins: Mapping[str, Any] | None = None) -> types.SimpleNamespace:
@@ -101,8 +107,7 @@ def restricted_pickle_module(stand_ins: Mapping[str, Any] | None = None) -> type
     loader calls ``pickle_module.load`` for the file's header records, so a plain ``pickle.load`` there would be a
     bypass.
     """
-    allowed = {**_BASE_ALLOWED, **dict(stand_ins or {})}
-    unpickler = type("RestrictedUnpickler", (_RestrictedUnpickler,), {"allowed": allowed})
+    unpickler = restricted_unpickler({**_BASE_ALLOWED, **dict(stand_ins or {})})
 
     def load(file, **kwargs):
         return unpickler(file, **kwargs).load()

@@ -232,7 +232,6 @@ READERS = re.compile(r"torch\.load\(|torch\.jit\.load|jit\.load\(|pickle\.loads?
                      r"merge_from_file|yaml\.unsafe_load|yaml\.load\(")
 ALLOWED = {
     "common-utils/common_utils/safe_load.py": "the one weights reader",
-    "common-utils/common_utils/data/audio_lists.py": "PartialSpoof labels: safe_load's restricted unpickler",
     "common-utils/common_utils/train/config.py": "yaml.load with a SafeLoader subclass",
     "common-utils/common_utils/synthetic/partial_spoof_audio.py": "writes (np.save allow_pickle) the official format",
 }
