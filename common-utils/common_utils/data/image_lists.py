@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +24,7 @@ from .text import Duplicates, normalised, read_json, read_text, require_file
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+COMPRESSION_LEVELS = {"raw", "c23", "c40"}  # DeepfakeBench's FaceForensics++ levels
 SUBGROUP_NAMES = [f"{g}-{r}" for g in ("male", "female") for r in ("asian", "white", "black", "other")]
 
 
@@ -60,38 +62,52 @@ class FrameRow(NamedTuple):
 # ----------------------------------------------------------------------------------------------- shared helpers
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line, row) for each non-blank data row; checks the header holds every `required` column once."""
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    """Yield (line, row) for each non-blank data row; checks the header holds every `required` column once.
+
+    ``line`` is where the row starts. Quoting is strict (``"x"y`` is an error); a field holding a line break
+    (an unclosed quote) or another control character is an error.
+    """
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
+    header, header_line, rows, start = None, 1, 0, 1
     try:
-        header = next(reader, None)
-        while header is not None and not any(c.strip() for c in header):  # blank lines before the header
-            header = next(reader, None)
-        if header is None:
-            raise DataFormatError(path, "empty file (no header)", line=1)
-        header_line = reader.line_num
-        header = [c.strip() for c in header]
-        for i, name in enumerate(header):
-            if name and name in header[:i]:
-                raise DataFormatError(path, f"column {name!r} appears twice in the header (columns "
-                                            f"{header.index(name) + 1} and {i + 1}); rename or remove one",
-                                      line=header_line)
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DataFormatError(path, f"missing column(s) {missing}; header is {header}", line=header_line)
-        rows = 0
         for fields in reader:
-            if not any(f.strip() for f in fields):
+            line, start = start, reader.line_num + 1
+            if not any(f.strip() for f in fields):  # blank line
+                continue
+            bad = next((f for f in fields if _CONTROL.search(f)), None)
+            if bad is not None:
+                what = "a line break (an unclosed quote?)" if "\n" in bad or "\r" in bad else "a control character"
+                raise DataFormatError(path, f"field {bad[:40]!r} contains {what}; fix the row", line=line)
+            if header is None:
+                header, header_line = [c.strip() for c in fields], line
+                _check_header(path, header, required, line)
                 continue
             if len(fields) != len(header):
                 raise DataFormatError(path, f"expected {len(header)} fields (header: {','.join(header)}), got "
-                                            f"{len(fields)}", line=reader.line_num)
+                                            f"{len(fields)}", line=line)
             rows += 1
-            yield reader.line_num, {k: v.strip() for k, v in zip(header, fields)}
+            yield line, {k: v.strip() for k, v in zip(header, fields)}
     except csv.Error as e:
-        raise DataFormatError(path, f"malformed CSV ({e}); fix the quoting", line=reader.line_num + 1) from None
+        hint = " (an unclosed quote?)" if "end of data" in str(e) else ""
+        raise DataFormatError(path, f"malformed CSV: {e}{hint}; fix the quoting", line=start) from None
+    if header is None:
+        raise DataFormatError(path, "empty file (no header)", line=1)
     if rows == 0:
         raise DataFormatError(path, "has a header but no data rows; list at least one image", line=header_line)
+
+
+def _check_header(path: Path, header: list[str], required: Sequence[str], line: int) -> None:
+    for i, name in enumerate(header):
+        if name and name in header[:i]:
+            raise DataFormatError(path, f"column {name!r} appears twice in the header (columns "
+                                        f"{header.index(name) + 1} and {i + 1}); rename or remove one", line=line)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataFormatError(path, f"missing column(s) {missing}; header is {header}", line=line)
 
 
 def _parse_int(path: Path, line: int, column: str, value: str, allowed: Sequence[int]) -> int:
@@ -316,7 +332,7 @@ def read_deepfakebench_json(
         """The {video: info} object of one split (at the chosen compression level) and its key path."""
         key = f"{key}.{name}"
         videos = expect_dict(by_split[name], key)
-        if not any(isinstance(v, dict) and "frames" in v for v in videos.values()):  # compression level
+        if compression in videos or set(videos) <= COMPRESSION_LEVELS:  # FF++ has a compression level here
             if compression not in videos:
                 raise DataFormatError(path, f"no {compression!r} level (has {sorted(videos)})", key=key)
             key += f".{compression}"
