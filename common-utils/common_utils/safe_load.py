@@ -248,6 +248,12 @@ def _torch_load(path: Path, map_location, safe_globals, stand_ins, what: str) ->
             return torch.load(f, map_location=map_location, weights_only=False, pickle_module=module)
     except pickle.UnpicklingError as e:
         raise WeightsFileError(path, _refused_message(str(e), what)) from None
+    except RuntimeError as e:
+        if "explicit pickle_module" not in str(e):  # raised under TORCH_FORCE_WEIGHTS_ONLY_LOAD=1
+            raise WeightsFileError(path, _unreadable_message(e, what)) from e
+        raise WeightsFileError(path, f"{what} pickles {sorted(stand_ins)}, which only the restricted unpickler "
+                                     "reads, and TORCH_FORCE_WEIGHTS_ONLY_LOAD=1 forbids it: unset that variable "
+                                     "for this run") from None
     except Exception as e:  # noqa: BLE001
         raise WeightsFileError(path, _unreadable_message(e, what)) from e
 

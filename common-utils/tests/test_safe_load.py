@@ -118,6 +118,13 @@ def test_stand_ins_read_a_foreign_config_class(tmp_path, legacy):
     _same(out["model"], STATE["model"])
 
 
+def test_forcing_weights_only_gives_a_clear_error_for_stand_ins(tmp_path, monkeypatch):
+    torch.save({"model": STATE["model"], "config": CfgNode(A=1)}, tmp_path / "released.pth")
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(WeightsFileError, match="TORCH_FORCE_WEIGHTS_ONLY_LOAD=1 forbids it"):
+        load_weights(tmp_path / "released.pth", stand_ins={f"{__name__}.CfgNode": MappingStandIn})
+
+
 def test_forcing_torch_to_unsafe_loads_changes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "RAN"
