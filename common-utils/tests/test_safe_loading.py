@@ -267,3 +267,22 @@ def test_the_scan_catches_a_new_reader():
             "'''torch.load( in a docstring'''  # torch.load( in a comment\n")
     found = {no for no, line in _code_lines(code).items() if READERS.search(line)}
     assert found == {1, 2, 3, 4, 5, 6}
+
+
+def test_spai_cfg_runs_no_python_and_no_yaml_tags(tmp_path):
+    """yacs executes a ``.py`` config given to merge_from_file; SPAI's --cfg accepts YAML only, read safely."""
+    _module("spai.config")
+    marker = tmp_path / "CODE_RAN"
+    configs = {
+        "python config": ("evil.py", f"import os\nos.system(\"touch '{marker}'\")\ncfg = None\n", "must be YAML"),
+        "python as a YAML mapping": ("evil.py", f"x = {{'a': __import__('os').system(\"touch '{marker}'\")}}\n",
+                                     "must be YAML"),
+        "YAML python tag": ("evil.yaml", f"SEED: !!python/object/apply:os.system [\"touch '{marker}'\"]\n",
+                            "not valid YAML"),
+    }
+    for name, (file, text, expected) in configs.items():
+        (tmp_path / file).write_text(text)
+        stderr = _cli("spai.__main__", "python -m spai", ["infer", "--cfg", str(tmp_path / file), "--model",
+                                                          str(tmp_path / "m.pth"), "--input", str(tmp_path)])
+        assert not marker.exists(), name
+        assert len(stderr.strip().splitlines()) == 1 and file in stderr and expected in stderr, (name, stderr)
