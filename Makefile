@@ -9,8 +9,9 @@ PROJECTS := common-utils $(sort $(filter-out common-utils,$(patsubst %/pyproject
 DEMO_PROJECTS := $(patsubst %/script/demo.sh,%,$(wildcard */script/demo.sh))
 DATA := outputs/data
 DEMO := outputs/demo
+DEMO_SEED ?= 0
 
-.PHONY: install demo test lint bench test-slurm clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
+.PHONY: install demo study test lint bench test-slurm clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
 
 install: $(STAMP)
 
@@ -40,10 +41,14 @@ data: $(STAMP)
 	$(PY) -m common_utils.synthetic all --out $(DATA)
 
 demo: $(STAMP)
-	$(PY) tools/run_demo.py --data $(DATA) --out $(DEMO) $(DEMO_PROJECTS)
+	$(PY) tools/run_demo.py --seed $(DEMO_SEED) --data $(DATA) --out $(DEMO) $(DEMO_PROJECTS)
 
 $(addprefix demo-,$(DEMO_PROJECTS)): demo-%: $(STAMP)
-	$(PY) tools/run_demo.py --data $(DATA) --out $(DEMO) $*
+	$(PY) tools/run_demo.py --seed $(DEMO_SEED) --data $(DATA) --out $(DEMO) $*
+
+# every demo at seeds 0, 1, 2 -> outputs/study/STUDY.md
+study: $(STAMP)
+	$(PY) tools/run_study.py --out outputs/study $(DEMO_PROJECTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
