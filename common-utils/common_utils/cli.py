@@ -3,10 +3,11 @@
     if __name__ == "__main__":
         sys.exit(run_cli(main, prog="python -m spai"))
 
-A known user error (bad data or weights file, bad config, checkpoint that does not fit the model, missing file, full
-disk, non-finite loss...) prints ``<prog>: error: <file/place: what is wrong; what to do>`` as ONE line on stderr and
-exits with status 1. ``--debug`` anywhere on the command line re-raises it with the full traceback instead; the
-traceback is also logged at DEBUG level (``common_utils.cli`` logger), so a run log that records DEBUG keeps it.
+A known user error (bad data or weights file, bad config, checkpoint that does not fit the model, a run directory
+that holds another run, missing file, full disk, non-finite loss or divergence...) prints
+``<prog>: error: <file/place: what is wrong; what to do>`` as ONE line on stderr and exits with status 1.
+``--debug`` anywhere on the command line re-raises it with the full traceback instead; the traceback is also logged
+at DEBUG level (``common_utils.cli`` logger), so a run log that records DEBUG keeps it.
 Any other exception is a bug and propagates with its traceback.
 """
 from __future__ import annotations
@@ -23,11 +24,13 @@ DEBUG_FLAG = "--debug"
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types reported as one line: every error type the toolkit raises for bad input."""
     from .data.errors import DataFormatError
-    from .train import ConfigError, NonFiniteLossError, StateDictMismatchError
+    from .train import ConfigError, NonFiniteLossError, RunDirError, RunStateError, StateDictMismatchError
 
-    # ValueError covers DataFormatError (and WeightsFileError), ConfigError, StateDictMismatchError and the projects'
-    # config checks; OSError covers missing files, permissions and a full disk.
-    return (DataFormatError, ConfigError, StateDictMismatchError, NonFiniteLossError, ValueError, OSError)
+    # ValueError covers DataFormatError (and WeightsFileError), ConfigError, StateDictMismatchError, RunStateError and
+    # the projects' config checks; OSError covers missing files, permissions and a full disk (CheckpointWriteError);
+    # NonFiniteLossError covers DivergenceError.
+    return (DataFormatError, ConfigError, StateDictMismatchError, RunStateError, NonFiniteLossError, RunDirError,
+            ValueError, OSError)
 
 
 def one_line(error: BaseException) -> str:

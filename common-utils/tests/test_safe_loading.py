@@ -78,6 +78,10 @@ def _common_utils():
         EntryPoint("common_utils.train.load_checkpoint (the --resume of audio train-stage1/train-xai, faap train/"
                    "train-detr, cascade train, clip train_stage1/train_stage2; faap eval.checkpoint, audio xai.pth)",
                    lambda p, t: _call(lambda: _module("common_utils.train").load_checkpoint(p))),
+        EntryPoint("common_utils.train.load_run_state (the engine's --resume: RunDir.resume)", lambda p, t: _call(
+            lambda: _module("common_utils.train").load_run_state(p, None, None))),
+        EntryPoint("common_utils.train.read_run_state", lambda p, t: _call(
+            lambda: _module("common_utils.train").read_run_state(p))),
         EntryPoint("common_utils.clip_weights.load_open_clip (OpenAI .pt)", lambda p, t: _call(
             lambda: _module("common_utils.clip_weights").load_open_clip("ViT-B-16", p)), suffix=".pt"),
         EntryPoint("common_utils.clip_weights.load_open_clip (open_clip file)", lambda p, t: _call(
