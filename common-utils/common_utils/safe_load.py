@@ -190,7 +190,8 @@ def load_weights(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found" if not path.exists() else f"{path}: {what} is not a file")
+        raise FileNotFoundError(f"{path}: {what} not found; check the path" if not path.exists()
+                                else f"{path}: {what} is not a file; give the weights file itself")
     kind = detect_format(path)
     if kind in ("torch-zip", "torch-legacy"):
         return _torch_load(path, map_location, safe_globals, stand_ins, what)
