@@ -14,7 +14,11 @@ Writes, for the commit REF (default HEAD; uncommitted changes are not part of it
 Submodule URLs are relative (``../common-utils``, ``../<folder>``): git resolves them against the URL the
 superproject or project was cloned from, so they work from ``DIR`` offline and, unchanged, once the repositories are
 published side by side under one base URL. ``--remote-base URL`` writes absolute ``URL/<name>.git`` instead.
-Commits carry REF's committer and date, so a rebuild from the same REF gives the same commit ids.
+
+Run again into the same DIR (for a later REF) to update: each changed ``main`` gets a new commit whose first parent is
+the folder's grown split history and second parent the previous ``main``, so pushing it fast-forwards; a repository
+whose content did not change keeps its commit. DIR may hold only repositories this script wrote, with clean
+checkouts. Commits carry REF's committer and date, so a fresh build from the same REF gives the same commit ids.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from pathlib import Path
 
 COMMON = "common-utils"
 SUPER_NAME = "media-forensics-toolkit"
+TAG = "tools/split_repos.py"  # every commit message written here names the tool (how a rerun recognises its repos)
 
 
 class SplitError(RuntimeError):
@@ -65,15 +70,31 @@ def gitmodules(entries: list[tuple[str, str]]) -> str:
     return "".join(f'[submodule "{path}"]\n\tpath = {path}\n\turl = {url}\n' for path, url in entries)
 
 
+def previous_main(path: Path) -> str | None:
+    """``main`` of a repository this script wrote earlier at ``path`` (None when ``path`` does not exist yet)."""
+    if not path.exists():
+        return None
+    if not (path / ".git").exists():
+        raise SplitError(f"{path} exists and is not a git repository; move it away or choose another --out")
+    r = subprocess.run(["git", "log", "-1", "--format=%B", "main"], cwd=path, capture_output=True, text=True)
+    if r.returncode != 0 or TAG not in r.stdout:
+        raise SplitError(f"{path}: its main was not written by {TAG}; move it away or choose another --out")
+    if git("status", "--porcelain", cwd=path):
+        raise SplitError(f"{path} has uncommitted changes; commit them elsewhere or discard them first")
+    return git("rev-parse", "main", cwd=path)
+
+
 def commit_tree(repo: Path, files: dict[str, str], gitlinks: dict[str, str], message: str, env: dict,
-                parent: str | None = None) -> str:
-    """Commit ``parent``'s tree plus ``files`` (path -> text) and ``gitlinks`` (path -> commit) without a checkout."""
+                base: str | None, previous: str | None) -> str:
+    """Commit ``base``'s tree (empty when None) plus ``files`` (path -> text) and ``gitlinks`` (path -> commit),
+    without a checkout, on parents ``base`` and ``previous``. Returns ``previous`` itself when it already is that
+    commit's content on that base (an unchanged rebuild)."""
     index = Path(tempfile.mkstemp(prefix="split-index-")[1])
     index.unlink()  # git wants to create the index itself
     ienv = {**env, "GIT_INDEX_FILE": str(index)}
     try:
-        if parent:
-            git("read-tree", parent, cwd=repo, env=ienv)
+        if base:
+            git("read-tree", base, cwd=repo, env=ienv)
         for path, text in files.items():
             blob = git("hash-object", "-w", "--stdin", cwd=repo, input=text)
             git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=repo, env=ienv)
@@ -82,65 +103,69 @@ def commit_tree(repo: Path, files: dict[str, str], gitlinks: dict[str, str], mes
         tree = git("write-tree", cwd=repo, env=ienv)
     finally:
         index.unlink(missing_ok=True)
-    return git("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, cwd=repo, env=env)
+    if previous and git("rev-parse", f"{previous}^{{tree}}", cwd=repo) == tree and (
+            base is None or git("rev-parse", f"{previous}^1", cwd=repo) == base):
+        return previous
+    parents = [p for p in (base, previous) if p]
+    return git("commit-tree", tree, *[a for p in parents for a in ("-p", p)], "-m", message, cwd=repo, env=env)
 
 
-def new_repo(path: Path, source: Path, commit: str) -> None:
-    """A new non-bare repository at ``path`` holding ``commit`` (and its history) from ``source`` as refs/split/source
-    (``split`` commits are reachable from no ref of the monorepo, so they are pushed, not fetched)."""
-    git("init", "-q", "-b", "main", str(path), cwd=path.parent)
-    git("push", "-q", str(path), f"{commit}:refs/split/source", cwd=source)
+def receive(path: Path, source: Path, commit: str) -> None:
+    """``commit`` (and its history) from ``source`` into the repository at ``path`` (created when missing) as
+    refs/split/source: ``subtree split`` commits are reachable from no ref of the monorepo, so they are pushed."""
+    if not path.exists():
+        git("init", "-q", "-b", "main", str(path), cwd=path.parent)
+    git("push", "-q", "--force", str(path), f"{commit}:refs/split/source", cwd=source)
 
 
 def set_main(path: Path, commit: str) -> None:
-    """``main`` at ``commit``, checked out; the temporary ref is dropped."""
+    """``main`` at ``commit`` and checked out (an existing checkout was verified clean); the temporary ref dropped."""
     git("update-ref", "refs/heads/main", commit, cwd=path)
-    git("update-ref", "-d", "refs/split/source", cwd=path)
+    subprocess.run(["git", "update-ref", "-d", "refs/split/source"], cwd=path, capture_output=True)
     git("reset", "-q", "--hard", "main", cwd=path)
 
 
-def super_readme(folders: list[str], descriptions: dict[str, str], source_sha: str) -> str:
+def description(repo: Path, ref: str, folder: str) -> str:
+    for line in git("show", f"{ref}:{folder}/pyproject.toml", cwd=repo).splitlines():
+        if line.startswith("description"):
+            return line.split("=", 1)[1].strip().strip('"')
+    return ""
+
+
+def super_readme(folders: list[str], descriptions: dict[str, str]) -> str:
     rows = "\n".join(f"| [`{f}/`]({f}) | {descriptions.get(f, '')} |" for f in folders)
     return f"""# Media forensics toolkit
 
 Five research codebases and the package they share, each its own git repository, bundled here as submodules.
 
 ```bash
-git clone --recurse-submodules <this repository's URL>
-cd {folders[1]} && python3.11 -m venv .venv && .venv/bin/pip install -c constraints.txt -e ../{COMMON} -e . pytest
-.venv/bin/python -m pytest -q
+git clone --recurse-submodules <this repository's URL> && cd {SUPER_NAME}
+cd {folders[1]} && python3.11 -m venv .venv && .venv/bin/pip install -c constraints.txt -e ./{COMMON} -e . pytest
 ```
 
 | folder | what it is |
 |---|---|
 {rows}
 
-Each project repository also carries `{COMMON}/` as its own submodule (pinned to the commit it was tested with), so
-it installs and tests without this superproject: see its README. Here the projects may share the top-level
-`{COMMON}/` instead (`-e ../{COMMON}`), which is the same commit.
-
-Built from monorepo commit {source_sha} by `tools/split_repos.py`.
+Each project repository carries `{COMMON}/` as its own submodule, pinned to the commit it was tested with (the same
+commit as the top-level `{COMMON}/`), so it installs and tests alone: see its README.
 """
-
-
-def description(repo: Path, ref: str, folder: str) -> str:
-    text = git("show", f"{ref}:{folder}/pyproject.toml", cwd=repo)
-    for line in text.splitlines():
-        if line.startswith("description"):
-            return line.split("=", 1)[1].strip().strip('"')
-    return ""
 
 
 def split(repo: Path, out: Path, ref: str = "HEAD", remote_base: str | None = None,
           super_name: str = SUPER_NAME) -> dict[str, str]:
-    """Write the repositories; returns name -> commit of its ``main``."""
+    """Write (or update) the repositories; returns name -> commit of its ``main``."""
     repo = Path(git("rev-parse", "--show-toplevel", cwd=repo))
     source_sha = git("rev-parse", "--verify", f"{ref}^{{commit}}", cwd=repo)
-    if out.exists() and any(out.iterdir()):
-        raise SplitError(f"{out} is not empty; remove it or choose another --out (nothing is overwritten)")
+    folders = folders_at(repo, source_sha)
+    names = [*folders, super_name]
+    if out.exists():
+        strangers = sorted(p.name for p in out.iterdir() if p.name not in names)
+        if strangers:
+            raise SplitError(f"{out} holds {', '.join(strangers)}, which {TAG} does not write; choose another --out")
+    previous = {name: previous_main(out / name) for name in names}  # checks every one before anything is written
     out.mkdir(parents=True, exist_ok=True)
     env = commit_env(repo, source_sha)
-    folders = folders_at(repo, source_sha)
     constraints = git("show", f"{source_sha}:constraints.txt", cwd=repo) + "\n"
     gitignore = git("show", f"{source_sha}:.gitignore", cwd=repo) + "\n"
     heads: dict[str, str] = {}
@@ -148,7 +173,7 @@ def split(repo: Path, out: Path, ref: str = "HEAD", remote_base: str | None = No
         # Plain split (no --rejoin, no -b): it adds the split commits' objects to the monorepo and no ref.
         split_sha = git("subtree", "split", f"--prefix={folder}", source_sha, cwd=repo).splitlines()[-1]
         target = out / folder
-        new_repo(target, repo, split_sha)
+        receive(target, repo, split_sha)
         has_own_ignore = bool(git("ls-tree", "--name-only", split_sha, "--", ".gitignore", cwd=target))
         files = {"constraints.txt": constraints, **({} if has_own_ignore else {".gitignore": gitignore})}
         gitlinks, lines = {}, ["constraints.txt: the monorepo's pinned versions (pip install -c constraints.txt)"]
@@ -157,29 +182,28 @@ def split(repo: Path, out: Path, ref: str = "HEAD", remote_base: str | None = No
             gitlinks[COMMON] = heads[COMMON]
             lines.insert(0, f"{COMMON}/: git submodule at the {COMMON} commit split from the same monorepo commit")
         message = ("Standalone repository\n\n" + "".join(f"- {line}\n" for line in lines)
-                   + f"\nSplit from monorepo commit {source_sha} (folder {folder}/) by tools/split_repos.py.\n")
-        heads[folder] = commit_tree(target, files, gitlinks, message, env, parent=split_sha)
+                   + f"\nSplit from monorepo commit {source_sha} (folder {folder}/) by {TAG}.\n")
+        heads[folder] = commit_tree(target, files, gitlinks, message, env, split_sha, previous[folder])
         set_main(target, heads[folder])
-        print(f"{target}: main at {heads[folder][:12]} ({folder}/ history + standalone commit)")
+        state = "unchanged" if heads[folder] == previous[folder] else "history + standalone commit"
+        print(f"{target}: main at {heads[folder][:12]} ({folder}/ {state})")
 
-    descriptions = {f: description(repo, source_sha, f) for f in folders}
-    files = {".gitmodules": gitmodules([(f, submodule_url(f, remote_base)) for f in folders]),
-             "README.md": super_readme(folders, descriptions, source_sha)}
-    message = (f"Bundle {', '.join(folders)} as submodules\n\nFrom monorepo commit {source_sha} "
-               f"by tools/split_repos.py.\n")
     sup = out / super_name
-    sup.mkdir()
-    git("init", "-q", "-b", "main", cwd=sup)
-    heads[super_name] = commit_tree(sup, files, {f: heads[f] for f in folders}, message, env)
-    git("update-ref", "refs/heads/main", heads[super_name], cwd=sup)
-    git("reset", "-q", "--hard", "main", cwd=sup)
+    if previous[super_name] is None:
+        git("init", "-q", "-b", "main", str(sup), cwd=out)
+    files = {".gitmodules": gitmodules([(f, submodule_url(f, remote_base)) for f in folders]),
+             "README.md": super_readme(folders, {f: description(repo, source_sha, f) for f in folders})}
+    message = f"Bundle {', '.join(folders)} as submodules\n\nFrom monorepo commit {source_sha} by {TAG}.\n"
+    heads[super_name] = commit_tree(sup, files, {f: heads[f] for f in folders}, message, env, None,
+                                    previous[super_name])
+    set_main(sup, heads[super_name])
     print(f"{sup}: main at {heads[super_name][:12]} (.gitmodules bundles {len(folders)} repositories)")
     return heads
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python tools/split_repos.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="empty or new folder for the repositories")
+    p.add_argument("--out", required=True, type=Path, help="folder for the repositories (new, or an earlier --out)")
     p.add_argument("--ref", default="HEAD", help="monorepo commit to split (default HEAD)")
     p.add_argument("--remote-base", help="write hosted submodule URLs <URL>/<name>.git instead of relative ones")
     p.add_argument("--super-name", default=SUPER_NAME, help=f"superproject folder name (default {SUPER_NAME})")

@@ -86,13 +86,48 @@ def test_superproject_bundles_every_repository(repos):
         assert git("ls-tree", "main", name, cwd=sup).split()[2] == git("rev-parse", "main", cwd=repos / name)
 
 
-def test_a_rebuild_gives_the_same_commits_and_refuses_to_overwrite(repos, tmp_path):
-    again = split(tmp_path / "again")
+def tree_of(repo: Path) -> tuple[dict, dict]:
+    """({path: blob} of the files, {path: commit} of the submodules) of ``main``."""
+    files, links = {}, {}
+    for line in git("ls-tree", "-r", "main", cwd=repo).splitlines():
+        meta, path = line.split("\t", 1)
+        mode, kind, sha = meta.split()
+        (links if kind == "commit" else files)[path] = sha
+    return files, links
+
+
+def test_a_rerun_updates_the_repositories_so_that_pushes_fast_forward(repos, tmp_path):
+    if subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD~1"], cwd=ROOT, capture_output=True).returncode:
+        pytest.skip("no HEAD~1 in this (shallow) clone")
+    out = tmp_path / "out"
+    first = split(out, "--ref", "HEAD~1")
+    assert first.returncode == 0, first.stderr
+    names = [*folders(), SUPER]
+    before = {n: git("rev-parse", "main", cwd=out / n) for n in names}
+    update = split(out)
+    assert update.returncode == 0, update.stderr
+    after = {n: git("rev-parse", "main", cwd=out / n) for n in names}
+    for name in names:
+        repo = out / name
+        assert subprocess.run(["git", "merge-base", "--is-ancestor", before[name], "main"], cwd=repo).returncode == 0
+        files, links = tree_of(repo)
+        assert files == tree_of(repos / name)[0], f"{name}: the update's files differ from a fresh split of HEAD"
+        assert links == {path: after[path] for path in links}, f"{name}: submodules not at the updated repositories"
+        if name != SUPER:  # first parent: the folder's split history at HEAD
+            assert git("rev-parse", "main^1", cwd=repo) == git("rev-parse", "main^1", cwd=repos / name)
+    again = split(out)
     assert again.returncode == 0, again.stderr
-    for name in [*folders(), SUPER]:
-        assert git("rev-parse", "main", cwd=tmp_path / "again" / name) == git("rev-parse", "main", cwd=repos / name)
-    refused = split(tmp_path / "again")
-    assert refused.returncode == 1 and "is not empty" in refused.stderr
+    assert {n: git("rev-parse", "main", cwd=out / n) for n in names} == after, "an unchanged rerun made commits"
+
+    (out / "notes.txt").write_text("x")
+    refused = split(out)
+    assert refused.returncode == 1 and "notes.txt" in refused.stderr
+    (out / "notes.txt").unlink()
+    with open(out / PROJECT / "README.md", "a") as f:
+        f.write("local edit\n")
+    refused = split(out)
+    assert refused.returncode == 1 and "uncommitted changes" in refused.stderr
+    assert (out / PROJECT / "README.md").read_text().endswith("local edit\n"), "the local edit was lost"
 
 
 def test_remote_base_writes_hosted_urls(tmp_path):
