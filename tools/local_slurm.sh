@@ -123,6 +123,7 @@ net_down() {
         rm -rf "/etc/netns/${ns:?}"
     done
     ip link del "$BRIDGE" 2>/dev/null || true
+    rmdir /etc/netns 2>/dev/null || true  # only when empty
 }
 
 # net_up: bridge lslurm0 ($SUBNET.1/24) and, per node i, namespace lslurm<i> with eth0 = $SUBNET.(10+i) and an
