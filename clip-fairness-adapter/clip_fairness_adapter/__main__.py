@@ -31,10 +31,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+NULLABLE = ("clip.pretrained", "data.cache_dir", "fairness.diameter", "train.grad_clip")  # keys documented as nullable
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_config(args.config, SCHEMAS[args.command], args.overrides)
+    cfg = load_config(args.config, SCHEMAS[args.command], args.overrides, nullable=NULLABLE)
     if args.command == "train_stage1":
         from .trainer.stage1_trainer import train
         train(cfg, args.resume)

@@ -21,10 +21,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "stage1.yaml"
 SPLITS = ("train", "val", "test")
 
 
+NULLABLE = ("model.pretrained_file",)  # null = random init (logged)
 # ----------------------------------------------------------------------------- config
 def get_config(path=None, overrides=()):
     """Config = configs/stage1.yaml, updated by `path` (if given) and dotted `key=value` overrides."""
-    return load_config(path or DEFAULT_CONFIG, DEFAULT_CONFIG, overrides=list(overrides))
+    return load_config(path or DEFAULT_CONFIG, DEFAULT_CONFIG, overrides=list(overrides), nullable=NULLABLE)
 
 
 def resolve_path(path, root) -> Path:

@@ -1,6 +1,7 @@
 """Atomic checkpoint writes, weights-only loads and RNG state capture for exact resume."""
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -13,10 +14,22 @@ import numpy as np
 import torch
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the message names the path and the cause. The previous file is intact."""
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` to a temp file beside ``path``, fsync it, then ``os.replace``.
 
-    A crash at any point leaves either the previous file or the new one, never a truncated mix.
+    A crash at any point leaves either the previous file or the new one, never a truncated mix; a failed write
+    (disk full, permissions) removes the temp file and raises :class:`CheckpointWriteError` naming ``path``. The
+    file gets the mode any other output gets (``0o666`` minus the umask), not the temp file's ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,9 +39,17 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = e if isinstance(e, OSError) else getattr(e, "__cause__", None) or getattr(e, "__context__", None)
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            raise CheckpointWriteError(errno.ENOSPC, f"{path}: disk full while writing the checkpoint; the previous "
+                                       f"checkpoint is kept; free space or choose another run_dir") from e
+        if isinstance(e, OSError):
+            raise CheckpointWriteError(e.errno, f"{path}: could not write the checkpoint ({e.strerror or e}); "
+                                       f"the previous checkpoint is kept") from e
         raise
     return path
 

@@ -64,8 +64,13 @@ def _env_from_slurm() -> None:
 def init_distributed(device: str | None = None) -> DistContext:
     """Initialise the default process group if the environment asks for more than one process.
 
-    ``device`` forces ``"cpu"`` or ``"cuda"``; by default CUDA is used when available. Returns the process's context.
+    ``device`` (the config's ``device`` knob) forces ``"cpu"`` or ``"cuda"``; ``None`` or ``"auto"`` use CUDA when
+    available. Returns the process's context.
     """
+    if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        device = None
     _env_from_slurm()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
