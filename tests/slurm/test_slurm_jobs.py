@@ -61,6 +61,7 @@ class Job:
     run_dir: Path
     log: Path
     fields: dict = field(default_factory=dict)  # the last `scontrol show job` record
+    final: str = ""  # the state it ended in (set by the `trained` fixture)
 
     def state(self) -> str:
         out = subprocess.run(["scontrol", "show", "job", "-o", self.job_id], capture_output=True, text=True).stdout
