@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,15 @@ def repos(tmp_path_factory) -> Path:
     r = split(out)
     assert r.returncode == 0, r.stderr
     return out
+
+
+@pytest.mark.parametrize("folder", [f for f in folders() if f != COMMON])
+def test_project_pytest_collects_only_its_own_tests(folder):
+    """A standalone clone holds the common-utils submodule: a bare `pytest` must not collect its tests too (their
+    conftest would shadow the project's)."""
+    config = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())
+    testpaths = config.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("testpaths")
+    assert testpaths == ["tests"], f"{folder}/pyproject.toml: set [tool.pytest.ini_options] testpaths = [\"tests\"]"
 
 
 def test_there_are_six_folders_to_split():
