@@ -11,7 +11,7 @@ DATA := outputs/data
 DEMO := outputs/demo
 DEMO_SEED ?= 0
 
-.PHONY: install demo study test lint bench test-slurm clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
+.PHONY: install demo study test lint bench test-slurm split-repos test-split clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
 
 install: $(STAMP)
 
@@ -40,8 +40,18 @@ test: $(STAMP)
 $(addprefix test-,$(PROJECTS)): test-%: $(STAMP)
 	cd $* && $(PY) -m pytest -q
 
+# Real SLURM: a two-node cluster on this machine (network namespaces; one node where they are unavailable), every
+# training job file on two ranks, against one process, scancel + resubmit and scontrol requeue (root + apt needed).
 test-slurm: $(STAMP)
 	$(PY) -m pytest tests/slurm -q
+
+# Standalone repositories + a superproject bundling them as submodules: make split-repos OUT=DIR [REMOTE_BASE=URL]
+split-repos:
+	@test -n "$(OUT)" || { echo "usage: make split-repos OUT=DIR [REMOTE_BASE=URL]"; exit 2; }
+	$(PYTHON_BOOT) tools/split_repos.py --out "$(OUT)" $(if $(REMOTE_BASE),--remote-base "$(REMOTE_BASE)")
+
+test-split: $(STAMP)
+	$(PY) -m pytest tests/split -q
 
 data: $(STAMP)
 	$(PY) -m common_utils.synthetic all --out $(DATA)
