@@ -78,8 +78,11 @@ DEFAULTS = {
 }
 
 
+NULLABLE = ("detector.ssl.preset",)  # keys whose non-null default may be set to null
+
+
 def get_config(path=None, overrides=()):
-    return load_config(path, DEFAULTS, overrides)
+    return load_config(path, DEFAULTS, overrides, nullable=NULLABLE)
 
 
 def stage_dir(cfg, stage: str) -> Path:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
+from common_utils.cli import run_cli
 from common_utils.train import load_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -31,10 +33,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+NULLABLE = ("clip.pretrained", "data.cache_dir", "fairness.diameter", "train.grad_clip")  # keys documented as nullable
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_config(args.config, SCHEMAS[args.command], args.overrides)
+    cfg = load_config(args.config, SCHEMAS[args.command], args.overrides, nullable=NULLABLE)
     if args.command == "train_stage1":
         from .trainer.stage1_trainer import train
         train(cfg, args.resume)
@@ -49,4 +54,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, prog="python -m clip_fairness_adapter"))

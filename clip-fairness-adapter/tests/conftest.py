@@ -33,12 +33,13 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(stage: int, data_root: Path, run_dir: Path, *overrides: str):
+    from clip_fairness_adapter.__main__ import NULLABLE
     from common_utils.train import load_config
 
     schema = CONFIG / ("train_stage1.yaml" if stage == 1 else "train_stage2_independent_adapter.yaml")
     return load_config(CONFIG / f"tiny_stage{stage}.yaml", schema,
                        [f"data.root={data_root}", f"run_dir={run_dir}", f"data.cache_dir={run_dir.parent / 'cache'}",
-                        *overrides])
+                        *overrides], nullable=NULLABLE)
 
 
 @pytest.fixture(scope="session")

@@ -179,8 +179,8 @@ def test_cache_path_equals_uncached_path(stage1_run, data_root):
 def test_config_errors(data_root, tmp_path):
     with pytest.raises(ConfigError, match="fusion.kvv"):
         tiny_cfg(2, data_root, tmp_path, "fusion.kvv=global")
-    with pytest.raises(ValueError, match="stage1_checkpoint is required"):
-        train(tiny_cfg(2, data_root, tmp_path / "r", "stage1_checkpoint=null"))
+    with pytest.raises(ConfigError, match="'stage1_checkpoint' cannot be null"):
+        tiny_cfg(2, data_root, tmp_path / "r", "stage1_checkpoint=null")
 
 
 def test_stage1_resume_reproduces_the_uninterrupted_run(stage1_run, data_root, monkeypatch):

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from common_utils.metrics import ece, reliability_data
+from common_utils.metrics import CONVENTIONS, ece, reliability_data
 from sklearn.calibration import calibration_curve
 
 
@@ -47,3 +47,15 @@ def test_bad_probabilities_rejected():
         ece([0, 1], [0.2, 1.3])
     with pytest.raises(ValueError, match="unknown ECE scheme"):
         ece([0, 1], [0.2, 0.3], scheme="adaptive")
+
+
+def test_every_convention_gives_the_scheme_definition():
+    y, p = [1, 0, 1, 1], [0.9, 0.9, 0.2, 0.6]
+    values = {c: ece(y, p, n_bins=2, convention=c) for c in CONVENTIONS}
+    assert {v["value"] for v in values.values()} == {ece(y, p, n_bins=2)["value"]}
+    assert values["pgfdd"]["convention"] == "pgfdd"
+    with pytest.raises(ValueError, match="unknown convention 'torchmetrics' for ece"):
+        ece(y, p, convention="torchmetrics")
+    # top-label at p = .5: conf .5 either way; >= predicts label 1 (right for y=1), > predicts 0 (wrong)
+    assert reliability_data([1], [0.5], n_bins=2, scheme="top_label")["accuracy"][0] == 1.0
+    assert reliability_data([1], [0.5], n_bins=2, scheme="top_label", convention="deepfakebench")["accuracy"][0] == 0.0

@@ -60,3 +60,10 @@ def test_empty_results_give_zeros_and_file_input(tmp_path):
     assert coco_ap_ar(path, []) == {name: 0.0 for name in STAT_NAMES}
     with pytest.raises(ValueError, match="gt_missing.json"):
         coco_ap_ar(tmp_path / "gt_missing.json", [])
+
+
+def test_convention_names_are_checked():
+    gt, dets = _scene(2)
+    assert coco_ap_ar(gt, dets, convention="deepfakebench") == coco_ap_ar(gt, dets)
+    with pytest.raises(ValueError, match="unknown convention 'coco' for coco_ap_ar"):
+        coco_ap_ar(gt, dets, convention="coco")

@@ -80,7 +80,7 @@ def test_scientific_notation_is_a_float_in_files_and_overrides(tmp_path):
 
 
 def test_value_of_the_wrong_kind_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="'train.epochs' must be a number"):
+    with pytest.raises(ConfigError, match="'train.epochs' must be an integer"):
         load_config(None, DEFAULTS, ["train.epochs=many"])
     path = tmp_path / "typed.yaml"
     path.write_text("model:\n  name: 3\n")
@@ -100,3 +100,28 @@ def test_overrides_may_follow_options():
     assert args.resume == "auto" and args.overrides == ["a=1", "train.epochs=3", "b=x"]
     with pytest.raises(SystemExit):
         parse_args_with_overrides(parser, ["--resume", "auto", "--bogus"])
+
+
+def test_wrong_kinds_nulls_duplicates_and_required_keys_are_errors_naming_the_key(tmp_path):
+    schema = {"seed": 0, "run_dir": "???", "model": {"pretrained": "weights.pth", "dim": 8},
+              "train": {"lr": 0.1, "epochs": 3}}
+    cfg_file = tmp_path / "c.yaml"
+    cases = {
+        "run_dir: r\ntrain:\n  epochs: 2.5\n": "'train.epochs' must be an integer like its default 3, got 2.5",
+        "run_dir: r\ntrain: 3\n": "'train' is a section and must be a mapping, got 3",
+        "run_dir: r\ntrain:\n": "'train' is a section and must be a mapping, got None",
+        "run_dir: r\nseed: null\n": r"'seed' cannot be null \(its default is 0\)",
+        "run_dir: null\n": "'run_dir' is required",
+        "seed: 1\n": r"required config key\(s\) \['run_dir'\] not set in",
+        "run_dir: r\ntrain:\n  lr: 0.1\n  lr: 0.2\n": r"c.yaml:4: invalid YAML: duplicate key 'lr' \(first at line 3",
+        "run_dir: r\ntrain:\n  lr: fast\n": "'train.lr' must be a number like its default 0.1, got 'fast'",
+    }
+    for text, message in cases.items():
+        cfg_file.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(cfg_file, schema)
+    cfg_file.write_text("run_dir: r\nmodel:\n  pretrained: null\ntrain:\n  lr: 1\n")
+    cfg = load_config(cfg_file, schema, nullable=["model.pretrained"])
+    assert cfg.model.pretrained is None and cfg.train.lr == 1
+    with pytest.raises(ConfigError, match="override 'train=3': config key 'train' is a section"):
+        load_config(cfg_file, schema, ["train=3"], nullable=["model.pretrained"])

@@ -5,10 +5,16 @@
 - ``top_label``: bins of max(p, 1 - p) against the accuracy of the predicted label, equal-width bins (Guo et al. 2017).
 - ``equal_mass``: positive-class confidences in bins holding (almost) equal numbers of samples (Nixon et al. 2019).
 Equal-width bins are right-closed, ``(lo, hi]``, with 0 falling into the first bin.
+
+DeepfakeBench, PG-FDD and PartialSpoof define no ECE: every ``convention`` gives the ``scheme``'s definition (the
+keyword exists so that a project can pass its one convention name to every metric), except that ``top_label``'s
+predicted label at p = 0.5 follows the convention's threshold rule (``p > 0.5`` under ``deepfakebench``).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .conventions import DEFAULT_CONVENTION, check_convention, predict_positive
 
 DEFINITIONS = {
     "positive": "positive-class ECE: equal-width bins of P(y=1) vs observed fraction of y=1, weighted by bin size",
@@ -18,7 +24,7 @@ DEFINITIONS = {
 }
 
 
-def _confidence_and_target(labels, probs, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+def _confidence_and_target(labels, probs, scheme: str, convention: str) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels).astype(int).ravel()
     p = np.asarray(probs, dtype=np.float64).ravel()
     if y.shape != p.shape:
@@ -26,7 +32,7 @@ def _confidence_and_target(labels, probs, scheme: str) -> tuple[np.ndarray, np.n
     if p.size and (p.min() < 0 or p.max() > 1):
         raise ValueError("probs must lie in [0, 1]")
     if scheme == "top_label":
-        pred = (p >= 0.5).astype(int)
+        pred = predict_positive(p, 0.5, convention).astype(int)
         return np.maximum(p, 1 - p), (pred == y).astype(np.float64)
     if scheme in ("positive", "equal_mass"):
         return p, y.astype(np.float64)
@@ -46,9 +52,11 @@ def _bin_index(conf: np.ndarray, n_bins: int, scheme: str) -> tuple[np.ndarray, 
     return idx, edges
 
 
-def reliability_data(labels, probs, n_bins: int = 15, scheme: str = "positive") -> dict:
+def reliability_data(labels, probs, n_bins: int = 15, scheme: str = "positive", *,
+                     convention: str = DEFAULT_CONVENTION) -> dict:
     """Per-bin mean confidence, observed accuracy/frequency and count (NaN for empty bins) plus the bin edges."""
-    conf, target = _confidence_and_target(labels, probs, scheme)
+    check_convention(convention, "reliability_data")
+    conf, target = _confidence_and_target(labels, probs, scheme, convention)
     idx, edges = _bin_index(conf, n_bins, scheme)
     count = np.bincount(idx, minlength=n_bins).astype(int)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -57,11 +65,13 @@ def reliability_data(labels, probs, n_bins: int = 15, scheme: str = "positive") 
     return {"edges": edges, "confidence": confidence, "accuracy": accuracy, "count": count, "scheme": scheme}
 
 
-def ece(labels, probs, n_bins: int = 15, scheme: str = "positive") -> dict:
+def ece(labels, probs, n_bins: int = 15, scheme: str = "positive", *, convention: str = DEFAULT_CONVENTION) -> dict:
     """ECE = sum_b |B_b|/N * |acc_b - conf_b| in the named ``scheme``; returns the value with its definition."""
-    data = reliability_data(labels, probs, n_bins, scheme)
+    check_convention(convention, "ece")
+    data = reliability_data(labels, probs, n_bins, scheme, convention=convention)
     n = data["count"].sum()
     filled = data["count"] > 0
     gaps = np.abs(data["accuracy"][filled] - data["confidence"][filled])
     value = float((data["count"][filled] / n * gaps).sum()) if n else None
-    return {"value": value, "scheme": scheme, "n_bins": n_bins, "definition": DEFINITIONS[scheme]}
+    return {"value": value, "scheme": scheme, "n_bins": n_bins, "definition": DEFINITIONS[scheme],
+            "convention": convention}

@@ -12,6 +12,8 @@ from pathlib import Path
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from .conventions import DEFAULT_CONVENTION, check_convention
+
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
@@ -36,13 +38,15 @@ def _as_coco(gt) -> COCO:
 
 
 def coco_ap_ar(gt, detections: Iterable[dict], cat_ids: Sequence[int] | None = None,
-               img_ids: Sequence[int] | None = None) -> dict:
+               img_ids: Sequence[int] | None = None, *, convention: str = DEFAULT_CONVENTION) -> dict:
     """Run COCOeval (bbox) and return its 12 summary statistics by name.
 
     ``detections`` are COCO results (``image_id, category_id, bbox=[x, y, w, h], score``); an empty list gives zeros
     (pycocotools itself crashes on it); a statistic without ground truth in its area range is ``None``.
-    ``cat_ids``/``img_ids`` restrict the evaluation (e.g. ``cat_ids=[1]`` for person).
+    ``cat_ids``/``img_ids`` restrict the evaluation (e.g. ``cat_ids=[1]`` for person). COCOeval is the field's
+    reference: every ``convention`` gives the same numbers.
     """
+    check_convention(convention, "coco_ap_ar")
     coco_gt = _as_coco(gt)
     dets = [dict(d) for d in detections]
     if not dets:

@@ -1,11 +1,11 @@
 """Atomic checkpoint writes, weights-only loads and RNG state capture for exact resume."""
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
 from collections.abc import Iterable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,22 @@ import numpy as np
 import torch
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the message names the path and the cause. The previous file is intact."""
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` to a temp file beside ``path``, fsync it, then ``os.replace``.
 
-    A crash at any point leaves either the previous file or the new one, never a truncated mix.
+    A crash at any point leaves either the previous file or the new one, never a truncated mix; a failed write
+    (disk full, permissions) removes the temp file and raises :class:`CheckpointWriteError` naming ``path``. The
+    file gets the mode any other output gets (``0o666`` minus the umask), not the temp file's ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,25 +38,30 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = e if isinstance(e, OSError) else getattr(e, "__cause__", None) or getattr(e, "__context__", None)
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            raise CheckpointWriteError(errno.ENOSPC, f"{path}: disk full while writing the checkpoint; the previous "
+                                       f"checkpoint is kept; free space or choose another run_dir") from e
+        if isinstance(e, OSError):
+            raise CheckpointWriteError(e.errno, f"{path}: could not write the checkpoint ({e.strerror or e}); "
+                                       f"the previous checkpoint is kept") from e
         raise
     return path
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", safe_globals: Iterable[Any] = ()) -> Any:
-    """``torch.load(weights_only=True)``; ``safe_globals`` allow-lists extra classes a file legitimately pickles."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    extra = list(safe_globals)
-    ctx = torch.serialization.safe_globals(extra) if extra else nullcontext()
-    try:
-        with ctx:
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # re-raise with the file name: torch's message does not carry it
-        raise RuntimeError(f"could not load checkpoint {path}: {e}") from e
+    """Read a checkpoint through :func:`common_utils.safe_load.load_weights` (weights-only; no pickled code runs).
+
+    ``safe_globals`` allow-lists extra classes a file legitimately pickles. Raises ``FileNotFoundError`` or
+    :class:`~common_utils.safe_load.WeightsFileError`, both naming the file.
+    """
+    from ..safe_load import load_weights
+
+    return load_weights(path, map_location=map_location, safe_globals=safe_globals, what="checkpoint")
 
 
 def capture_rng_state() -> dict:

@@ -32,3 +32,20 @@ def autocast_context(device: torch.device | str, precision: str = "fp32"):
 def make_grad_scaler(precision: str, device: torch.device | str) -> torch.amp.GradScaler:
     """A GradScaler that is active only for fp16 (bf16 and fp32 need none)."""
     return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+
+
+class DivergenceError(NonFiniteLossError):
+    """Training diverged: validation produced NaN/inf outputs. The message names the epoch and what to change."""
+
+
+def check_finite_outputs(values: torch.Tensor, epoch: int, what: str = "validation outputs") -> None:
+    """Raise :class:`DivergenceError` when ``values`` (e.g. the epoch's validation logits) hold NaN or inf.
+
+    Call it before computing metrics, so that a diverged model is reported as divergence, not as a metric's
+    complaint about its input.
+    """
+    bad = int((~torch.isfinite(values.detach())).sum())
+    if bad:
+        raise DivergenceError(f"training diverged: {bad} of {values.numel()} {what} are NaN or infinite after epoch "
+                              f"{epoch}; lower the learning rate or enable grad clipping (train.grad_clip); the last "
+                              f"good checkpoint is kept")
