@@ -6,8 +6,8 @@ timing). Measured in this run:
   - the front-end's cost per clip: ``frame_embeddings`` (what Stage 2 caches) on ``--clips`` random clips of the
     config's crop (66,800 samples = 4.2 s at 16 kHz);
   - one cached Stage 2 step at the real batch size (24): gather h(t) [24, 208, 1024] from a ``FeatureCache`` memmap,
-    EMA prototype update, XAI loss forward + backward, gradient clipping, Adam step (the body of ``train_stage2``'s
-    loop).
+    EMA prototype update, XAI loss forward + backward, gradient clipping and the Adam step through the shared
+    ``common_utils.train.OptimStep`` (the body of ``train_stage2``'s loop).
 The epoch ratio is computed from the parts: (batch x per-clip front-end s + cached step s) / cached step s (audio
 decoding, which the uncached epoch also pays, is left out, so the ratio is a lower bound).
 
@@ -44,7 +44,7 @@ from audio_xai.model.conformertcm import build_detector, freeze  # noqa: E402
 from audio_xai.model.xai_stage2 import build_xai  # noqa: E402
 from audio_xai.trainer.stage2 import frame_embeddings  # noqa: E402
 from common_utils.data import FeatureCache  # noqa: E402
-from common_utils.train import autocast_context  # noqa: E402
+from common_utils.train import OptimStep  # noqa: E402
 
 torch.set_num_threads(THREADS)
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +116,9 @@ def main():
     batch, tr = cfg.train.batch_size, cfg.train
     xai = build_xai(cfg.model, dim).to(device)
     opt = torch.optim.Adam([q for q in xai.parameters() if q.requires_grad], lr=tr.lr, weight_decay=tr.weight_decay)
+    step = OptimStep(opt, device=device, precision=cfg.precision, grad_clip=tr.grad_clip, model=xai)
+    warmup, timed = 2, a.repeats * a.steps
+    step.begin_epoch(0, warmup + timed)
     labels = torch.arange(batch * a.steps) % 2
     n_valid = torch.full((batch * a.steps,), frames)
     state = {"step": 0}
@@ -131,15 +134,11 @@ def main():
             y = labels[idx].to(device)
             if xai.prototypes.mode == "ema":
                 xai.prototypes.update(h, y, mask)
-            with autocast_context(device, cfg.precision):
+            with step.autocast():
                 terms = xai(h, y, mask)
-            terms["total"].backward()
-            if tr.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(xai.parameters(), tr.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            step(terms["total"])
 
-        step_s = median_seconds(cached_step, a.repeats * a.steps, device, warmup=2)
+        step_s = median_seconds(cached_step, timed, device, warmup=warmup)
     log(f"cached Stage 2 step (batch {batch}): {step_s:.3f} s")
 
     recompute_step = batch * tower_s + step_s

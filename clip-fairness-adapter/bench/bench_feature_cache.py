@@ -5,7 +5,8 @@ needed for timing). Measured in this run:
   - the tower's forward cost per image, on ``--images`` random images (preprocessed tensors: decoding and resizing,
     which an uncached epoch also pays, are left out, so the ratio is a lower bound);
   - one cached heads step at the real batch size (64): ``train_one_epoch`` over ``--steps`` batches drawn by the
-    project's balanced loader from a ``FeatureCache`` memmap of random features (the trainer's cached data path);
+    project's balanced loader from a ``FeatureCache`` memmap of random features (the trainer's cached data path),
+    with the shared fused AdamW (``common_utils.train.adamw``);
   - one AdamW step over the trainable heads (9.4M parameters) in the single-tensor, foreach and fused forms.
 The epoch ratio is computed from the parts: (batch x per-image tower s + heads step s) / heads step s. Running the
 tower on a whole epoch at this size would take hours on a CPU.
@@ -38,6 +39,7 @@ def pin_threads() -> int:
 
 THREADS = pin_threads()
 import torch  # noqa: E402
+from clip_fairness_adapter.__main__ import NULLABLE  # noqa: E402
 from clip_fairness_adapter.dataset.fairness_dataset import CachedFeatureDataset  # noqa: E402
 from clip_fairness_adapter.losses import build_loss_weighting  # noqa: E402
 from clip_fairness_adapter.trainer import common  # noqa: E402
@@ -48,7 +50,7 @@ from clip_fairness_adapter.trainer.stage2_independent_adapter_trainer import (  
 )
 from common_utils.data import FeatureCache  # noqa: E402
 from common_utils.data.image_lists import FairnessRow  # noqa: E402
-from common_utils.train import load_config, make_grad_scaler  # noqa: E402
+from common_utils.train import adamw, load_config, make_grad_scaler  # noqa: E402
 
 torch.set_num_threads(THREADS)
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +126,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cfg = load_config(SCHEMA, SCHEMA, [f"device={a.device}", "clip.pretrained=null", "data.num_workers=0",
-                                           f"data.cache_dir={tmp / 'cache'}", f"run_dir={tmp / 'run'}"])
+                                           f"data.cache_dir={tmp / 'cache'}", f"run_dir={tmp / 'run'}"],
+                          nullable=NULLABLE)  # as the CLI reads it (clip.pretrained=null: random init)
         ctx = common.setup(cfg)
         t0 = time.perf_counter()
         encoder = common.build_encoder(cfg, ctx)
@@ -140,7 +143,7 @@ def main():
         weighting = build_loss_weighting(cfg.loss_weighting).to(device)
         params = [q for q in model.parameters() if q.requires_grad] + list(weighting.parameters())
         t = cfg.train
-        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
+        opt = adamw(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
         scaler, fair_loss = make_grad_scaler(cfg.precision, device), build_fair_loss(cfg)
         epoch = {"n": 0}
 
@@ -151,11 +154,11 @@ def main():
 
         step_s = median_seconds(cached_epoch, a.repeats, device) / len(loader)
         log(f"cached heads step (batch {batch}): {step_s:.3f} s")
-        adamw = adamw_step_seconds(params, 10, device)
-        log(f"AdamW step: {adamw}")
+        adamw_s = adamw_step_seconds(params, 10, device)
+        log(f"AdamW step: {adamw_s}")
 
     recompute_step = batch * tower_s + step_s
-    timed = {k: v for k, v in adamw.items() if isinstance(v, float)}
+    timed = {k: v for k, v in adamw_s.items() if isinstance(v, float)}
     ratios = {"clip_cache_vs_recompute": recompute_step / step_s}
     ratios.update({f"adamw_{k}_vs_single_tensor": timed["single_tensor"] / v
                    for k, v in timed.items() if k != "single_tensor" and "single_tensor" in timed})
@@ -170,7 +173,7 @@ def main():
         "method": "epoch ratio computed from measured parts: (batch_size x tower s/image + cached heads step s) / "
                   "cached heads step s; the tower runs on preprocessed tensors (image decoding excluded)",
         "seconds": {"tower_per_image": tower_s, "cached_heads_step": step_s, "recompute_step": recompute_step,
-                    "adamw_step": adamw},
+                    "adamw_step": adamw_s},
         "ratios": ratios,
         "ratio_definitions": {"clip_cache_vs_recompute": "recompute epoch s / cached epoch s; target >= 50 at ViT-L/14",
                               "adamw_*_vs_single_tensor": "single-tensor AdamW step s / that form's step s, "
