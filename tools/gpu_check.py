@@ -13,7 +13,7 @@ Sections (each is timed; a failure is recorded in the JSON and the other section
 Without a CUDA device it prints {"skipped": "no CUDA device", ...}, says so on stderr and exits 0. ``--cpu-dry-run``
 runs every section on the CPU at toy sizes (to check the code paths here; its numbers mean nothing).
 
-    python tools/gpu_check.py [--only amp,ddp,cascade,extract,sinkhorn] [--out outputs/gpu_check] [--jobs 5]
+    python tools/gpu_check.py [--only amp,ddp,cascade,extract,sinkhorn] [--projects a,b] [--out outputs/gpu_check]
 
 Runs, logs and data go under ``--out`` (``result.json`` holds the printed JSON). The per-project tables
 (TRAIN_RUNS, AMP_OVERRIDES) name each CLI's knobs; update them when a project's CLI or config keys change.
@@ -201,14 +201,14 @@ def run_chain(project: str, precision: str, device: str, out: Path, threads: int
     return results
 
 
-def check_amp(device: str, out: Path, jobs: int, timeout: float) -> dict:
+def check_amp(device: str, out: Path, jobs: int, timeout: float, projects: list[str]) -> dict:
     from common_utils.synthetic import generate
 
-    for name in sorted(set(DATASETS.values())):
+    for name in sorted({DATASETS[p] for p in projects}):
         if not (out / "data" / name / "synthetic_info.json").is_file():
             generate(name, out / "data" / name)
-    projects = list(dict.fromkeys(r.project for r in TRAIN_RUNS))
     chains = [(p, prec) for p in projects for prec in PRECISIONS]
+    jobs = max(1, min(jobs, len(chains)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
         done = list(pool.map(lambda c: run_chain(c[0], c[1], device, out, threads, timeout), chains))
@@ -401,7 +401,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "gpu_check")
-    p.add_argument("--jobs", type=int, default=5, help="training chains run at the same time (amp)")
+    p.add_argument("--projects", default=",".join(DATASETS), help="comma-separated projects of the amp section")
+    p.add_argument("--jobs", type=int, default=10, help="training chains (project x precision) run at the same time")
     p.add_argument("--run-timeout", type=float, default=300, help="seconds allowed per training command (amp)")
     p.add_argument("--cpu-dry-run", action="store_true", help="run every section on the CPU at toy sizes")
     a = p.parse_args(argv)
@@ -409,6 +410,10 @@ def main(argv=None) -> int:
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         p.error(f"--only: unknown section(s) {unknown}; choose from {','.join(SECTIONS)}")
+    projects = [s.strip() for s in a.projects.split(",") if s.strip()]
+    unknown = sorted(set(projects) - set(DATASETS))
+    if unknown:
+        p.error(f"--projects: unknown project(s) {unknown}; choose from {','.join(DATASETS)}")
 
     import torch
 
@@ -423,7 +428,7 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
     a.out.mkdir(parents=True, exist_ok=True)
     result = {"device": device, **info, "sections": {}}
-    checks = {"amp": lambda: check_amp(device, a.out, a.jobs, a.run_timeout),
+    checks = {"amp": lambda: check_amp(device, a.out, a.jobs, a.run_timeout, projects),
               "ddp": lambda: check_ddp(device),
               "cascade": lambda: check_cascade(device, SIZES[device]),
               "extract": lambda: check_extract(device, SIZES[device]),
