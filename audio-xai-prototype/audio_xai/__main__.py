@@ -4,8 +4,10 @@ import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
+from common_utils.cli import run_cli
 from common_utils.train import parse_args_with_overrides
 
 from .config import detector_checkpoint, get_config, stage_dir
@@ -70,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main, prog="python -m audio_xai"))
