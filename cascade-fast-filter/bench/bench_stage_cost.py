@@ -35,7 +35,7 @@ def main():
     cfg = get_config(args.config, [*args.overrides, "model.pretrained=false"])
     device = local_context(cfg.device).device
     batch = args.batch_size or cfg.eval.batch_size
-    models = {"stage 1": (fast_filter.build(cfg.model), cfg.model.input_size)}
+    models = {"stage 1": (fast_filter.build(cfg.model), fast_filter.eval_size(cfg.model))}
     for spec in args.stage2:
         name, size = spec.rsplit(":", 1)
         models[f"stage 2 {name}@{size}"] = (timm.create_model(name, pretrained=False, num_classes=1), int(size))
@@ -50,7 +50,7 @@ def main():
         filtration = {f"f={f:.1f}": f for f in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)}
     result = {
         "device": str(device), "batch_size": batch, "stage1": {"model": cfg.model.name,
-                                                              "input_size": cfg.model.input_size, **c1},
+                                                              "size": fast_filter.eval_size(cfg.model), **c1},
         "stage2": {"members": {k: {"gflops": gflops[k], "ms": ms[k]} for k in gflops}, **c2},
         "ratio_c1_c2": {u: c1[u] / c2[u] for u in c1},
         "expected_cost": {k: {u: expected_cost(c1[u], c2[u], f) for u in c1}

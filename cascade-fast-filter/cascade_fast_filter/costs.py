@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from .config import local_context, resolve_path
 from .scores import read_score_csv
-from .stage1.model import measure_gflops, measure_ms_per_image
+from .stage1.model import eval_size, measure_gflops, measure_ms_per_image
 
 
 def stage1_costs(cfg, model) -> dict:
-    """{"gflops": C1, "ms": C1} of the fast filter per frame."""
-    ms = cfg.cascade.stage1_ms
+    """{"gflops": C1, "ms": C1} of the fast filter per frame, at the size it evaluates at."""
+    ms, size = cfg.cascade.stage1_ms, eval_size(cfg.model)
     if ms is None:
         device = local_context(cfg.device).device
-        ms = measure_ms_per_image(model, cfg.model.input_size, cfg.eval.batch_size, device)["ms_per_image"]
-    return {"gflops": measure_gflops(model, cfg.model.input_size), "ms": float(ms)}
+        ms = measure_ms_per_image(model, size, cfg.eval.batch_size, device)["ms_per_image"]
+    return {"gflops": measure_gflops(model, size), "ms": float(ms)}
 
 
 def stage2_costs(cfg, declared: dict | None = None) -> dict:

@@ -332,7 +332,8 @@ def write_manifests(entries: Sequence[Entry], out_dir, data_root=None) -> dict:
         where[e.video].add((e.split, e.label))
     mixed = [v for v, s in where.items() if len(s) > 1]
     if mixed:
-        raise ValueError(f"video {mixed[0]!r} has frames in several splits or with both labels: {sorted(where[mixed[0]])}")
+        raise ValueError(f"video {mixed[0]!r} has frames in several splits or with both labels: "
+                         f"{sorted(where[mixed[0]])}")
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split in SPLITS:

@@ -32,7 +32,8 @@ def read_score_csv(path, data_root) -> tuple[dict, dict]:
         for line, row in enumerate(reader, start=2):
             try:
                 score = float(row["score"])
-                declared = {unit: float(row[col]) for unit, col in COST_COLUMNS.items() if row.get(col) not in (None, "")}
+                declared = {unit: float(row[col]) for unit, col in COST_COLUMNS.items()
+                            if row.get(col) not in (None, "")}
             except ValueError as err:
                 raise DataFormatError(path, str(err), line=line) from None
             if not math.isfinite(score):

@@ -9,6 +9,7 @@ PYTHON=${PYTHON:-python}
 DEMO_OUT=${DEMO_OUT:-$HERE/outputs/demo/cascade-fast-filter}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export DEMO_SEED=${DEMO_SEED:-0}
+export TQDM_DISABLE=${TQDM_DISABLE:-1}  # no progress bars in the demo log
 mkdir -p "$DEMO_OUT"
 cd "$HERE"
 exec "$PYTHON" script/demo.py "$DEMO_OUT"

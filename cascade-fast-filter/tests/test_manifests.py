@@ -97,8 +97,9 @@ def celebdf_tree(tmp_path):
 def test_celebdf_official_test_list_and_identity_groups(celebdf_tree):
     for seed in range(6):
         videos = by_video(celebdf(celebdf_tree, val_fraction=0.5, seed=seed))
-        assert {v for v, (s, _, _) in videos.items() if s == "test"} == {
-            "CelebDF-v2/YouTube-real/00001", "CelebDF-v2/Celeb-synthesis/id2_id0_0000", "CelebDF-v2/Celeb-real/id2_0000"}
+        assert {v for v, (s, _, _) in videos.items() if s == "test"} == {"CelebDF-v2/YouTube-real/00001",
+                                                                          "CelebDF-v2/Celeb-synthesis/id2_id0_0000",
+                                                                          "CelebDF-v2/Celeb-real/id2_0000"}
         assert videos["CelebDF-v2/Celeb-synthesis/id2_id0_0000"][1:] == (1, "Celeb-synthesis")
         assert videos["CelebDF-v2/YouTube-real/00001"][1] == 0  # list label 1 = real -> ours 0
         # a fake shares its split with the real videos of its source identity

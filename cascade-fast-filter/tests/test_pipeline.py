@@ -1,20 +1,42 @@
-"""End to end through the CLI on video data: train -> calibrate -> evaluate (frame and video level) -> infer ->
-cascade (frame and video level)."""
+"""End to end through the CLI on video data: train (the model learns) -> calibrate -> evaluate (frame and video
+level) -> infer -> cascade (frame and video level)."""
+import csv
 import json
 
 import pytest
 from cascade_fast_filter.__main__ import main
+from common_utils.train import load_checkpoint
+from common_utils.train.testing import metrics_rows
 from conftest import CLIP_MANIFESTS, ROOT
+
+EPOCHS = 6
 
 
 @pytest.fixture(scope="module")
 def trained(clips, tmp_path_factory):
     run = tmp_path_factory.mktemp("pipeline") / "run"
     common = ["--config", str(ROOT / "configs" / "tiny.yaml"), f"data.root={clips}", f"run_dir={run}",
-              "model.input_size=32", "train.epochs=2", *CLIP_MANIFESTS]
+              "model.input_size=48", f"train.epochs={EPOCHS}", "data.cache_decoded=true", "train.log_every=100000",
+              *CLIP_MANIFESTS]
     assert main(["train", *common]) == 0
     assert main(["calibrate", *common]) == 0
     return run, common
+
+
+def test_tiny_model_learns_and_logs_every_epoch(trained):
+    run, _ = trained
+    rows = metrics_rows(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
+    best = load_checkpoint(run / "best_model.pth")
+    assert best["val_auc"] == max(r["val_auc"] for r in rows) > 0.8, rows
+    assert best["config"]["model"]["input_size"] == 48 and best["epoch"] == load_checkpoint(run / "last.pth")[
+        "extra"]["best_epoch"]
+    with open(run / "training_log.csv") as f:
+        log = list(csv.DictReader(f))
+    assert len(log) == EPOCHS and {"train_loss", "train_acc", "val_auc", "val_f1", "epochs_since_best"} <= set(log[0])
+    state = load_checkpoint(run / "last.pth")
+    assert state["epoch"] == EPOCHS and state["extra"]["best_val_auc"] == best["val_auc"]
+    assert rows[state["extra"]["best_epoch"] - 1]["val_auc"] == best["val_auc"] and (run / "config.yaml").is_file()
 
 
 def test_calibrate_fits_on_val_and_reports_on_test(trained):

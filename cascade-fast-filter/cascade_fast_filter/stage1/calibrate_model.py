@@ -33,7 +33,8 @@ def calibrate(cfg, checkpoint=None) -> dict:
     def logits_of(split):
         if split not in cache:
             rows = read_split(cfg, split)
-            cache[split] = (predict_logits(model, rows, cfg), np.array([r.label for r in rows]), [r.video for r in rows])
+            labels = np.array([r.label for r in rows])
+            cache[split] = (predict_logits(model, rows, cfg), labels, [r.video for r in rows])
         return cache[split]
 
     z_fit, y_fit, v_fit = logits_of(c.fit_split)

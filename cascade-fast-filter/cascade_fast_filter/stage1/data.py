@@ -39,7 +39,10 @@ def _optional_columns(csv_path: Path) -> dict[int, dict[str, str]]:
         if not {"video", "method"} & set(header):
             return {}
         reader.fieldnames = header
-        return {reader.line_num: {k: (row.get(k) or "").strip() for k in ("video", "method")} for row in reader}
+        out = {}
+        for row in reader:
+            out[reader.line_num] = {k: (row.get(k) or "").strip() for k in ("video", "method")}
+        return out
 
 
 def read_split(cfg, split: str) -> list[Frame]:
@@ -95,14 +98,15 @@ class PadCenterCrop:
 
 
 def build_transforms(cfg, train: bool):
-    """Resize (or crop) to input_size, design augmentations for training, ImageNet normalisation -> [3, S, S].
+    """Resize (or crop) to input_size (``model.test_size`` for evaluation when set), design augmentations for
+    training, ImageNet normalisation -> [3, S, S].
 
     data.preprocess: `resize` = bicubic resize to input_size (the design; its data are 256 px crops already);
     `crop` = random (train) / centre (eval) crop at native resolution, reflect-padded when smaller, which keeps
     pixel-level generator fingerprints that resizing would erase. Blur sits in RandomApply(p=augment.blur_prob);
     the design's bare GaussianBlur is blur_prob=1.0.
     """
-    size = cfg.model.input_size
+    size = cfg.model.input_size if train else int(cfg.model.get("test_size") or cfg.model.input_size)
     if cfg.data.preprocess == "resize":
         ops = [transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)]
     elif cfg.data.preprocess == "crop":

@@ -18,7 +18,7 @@ from ..reporting import fmt, markdown_table, to_jsonable
 from ..video import video_groups, video_report, video_table
 from .calibration import calibrated_probs, load_temperature
 from .data import has_videos, read_split
-from .model import load_trained_model, predict_logits
+from .model import eval_size, load_trained_model, predict_logits
 from .thresholds import analyze_cascade_thresholds
 
 
@@ -93,10 +93,11 @@ def evaluate(cfg, checkpoint=None, temperature_file=None) -> dict:
     definition = ece(labels, calibrated_probs(logits, t), n_bins=e.n_bins, scheme=e.ece_scheme,
                      convention=e.convention)
     report = {
-        "split": split, "temperature": t, "input_size": cfg.model.input_size, "convention": e.convention,
+        "split": split, "temperature": t, "input_size": eval_size(cfg.model), "convention": e.convention,
         "costs": {"stage1": c1, "stage2": c2, "batch_size": e.batch_size, "device": cfg.device},
         "cost_units": list(costs), "settle_rule": cfg.evaluation.settle_rule,
-        "ece_definition": definition["definition"], "ece_scheme": definition["scheme"], "ece_bins": definition["n_bins"],
+        "ece_definition": definition["definition"], "ece_scheme": definition["scheme"],
+        "ece_bins": definition["n_bins"],
         "overall": group_report(labels, logits, t, cfg, costs),
         "per_dataset": {d: group_report(labels[datasets == d], logits[datasets == d], t, cfg, costs)
                         for d in sorted(set(datasets))},
@@ -108,7 +109,9 @@ def evaluate(cfg, checkpoint=None, temperature_file=None) -> dict:
     curves.update({d: (labels[datasets == d], probs[datasets == d]) for d in report["per_dataset"]
                    if len(set(labels[datasets == d])) == 2})
     figures = [plot_roc(curves, run_dir / "roc_curve.png", title=f"Stage-1 ROC ({split})")]
-    groups = {"overall": np.ones(len(labels), dtype=bool)} | {d: datasets == d for d in report["per_dataset"]}
+    groups = {"overall": np.ones(len(labels), dtype=bool)}
+    if len(report["per_dataset"]) > 1:  # one dataset's figures would repeat the overall ones
+        groups |= {d: datasets == d for d in report["per_dataset"]}
     for name, mask in groups.items():
         suffix = "" if name == "overall" else f"_{name}"
         hist = (report["overall"] if name == "overall" else report["per_dataset"][name])["confidence_histogram"]

@@ -17,6 +17,12 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def eval_size(cfg_model) -> int:
+    """The size the model evaluates at: ``model.test_size`` (timm's test_input_size), else ``model.input_size``. A
+    convolutional model with global pooling trained on crops can evaluate on larger views (more evidence, more cost)."""
+    return int(cfg_model.get("test_size") or cfg_model.input_size)
+
+
 def zero_head(model: torch.nn.Module) -> torch.nn.Module:
     """Zero the new 1-logit classifier: every image starts at P(fake) = 0.5 instead of timm's default head init
     (whose logits reach |z| ~ 10 on a random backbone)."""

@@ -3,7 +3,8 @@
 Runs on the shared engine (``common_utils.train``: OptimStep, RunDir, TrainState), single process, torchrun or SLURM
 srun with the same code. ``--resume auto`` continues from the run dir's ``last.pth`` at an epoch boundary and
 reproduces the uninterrupted run exactly, early-stopping state included. ``best_model.pth`` is an export (weights,
-config, epoch, val AUC), written before the epoch's ``last.pth``.
+config, epoch, val AUC), written before the epoch's ``last.pth``; ``train.save_every_epoch`` also keeps every
+epoch's export as ``checkpoints/epoch_NNN.pth`` (for ``script/calibration_by_epoch.py``).
 """
 from __future__ import annotations
 
@@ -165,9 +166,11 @@ def train(cfg, resume=None, overwrite: bool = False) -> dict:
         check_finite_outputs(val_logits, epoch + 1)
         val = binary_metrics(val_labels.numpy(), torch.sigmoid(val_logits).numpy())
         auc = val["auc"] if val["auc"] is not None else float("nan")
-        if stopper.update(auc, epoch + 1) and ctx.is_main:  # the export first, then the epoch's run state
-            save_checkpoint({"model": eval_net.state_dict(), "config": run.config, "epoch": epoch + 1,
-                             "val_auc": auc}, run.path / BEST)
+        export = {"model": eval_net.state_dict(), "config": run.config, "epoch": epoch + 1, "val_auc": auc}
+        if stopper.update(auc, epoch + 1) and ctx.is_main:  # exports first, then the epoch's run state
+            save_checkpoint(export, run.path / BEST)
+        if cfg.train.save_every_epoch and ctx.is_main:
+            save_checkpoint(export, run.path / "checkpoints" / f"epoch_{epoch + 1:03d}.pth")
         row = {
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": all_reduce_mean(loss_sum / seen).item(),
