@@ -291,7 +291,8 @@ def deepfakebench(json_path, label_dict: dict[str, int] | None = None, data_root
     label_dict = label_dict or default_label_dict(set(names.values()))
     by_split = {}
     for split in SPLITS:
-        rows = read_deepfakebench_json(json_path, label_dict, split, data_root=data_root, compression=compression)
+        rows = read_deepfakebench_json(json_path, label_dict, split, data_root=data_root, compression=compression,
+                                       allow_duplicates=True)  # cross-split repeats are resolved below
         videos = defaultdict(list)
         for r in rows:
             videos[(r.dataset, r.video, r.label)].append(r.path)
