@@ -13,7 +13,9 @@ import tempfile
 import time
 
 import torch
-from cascade_fast_filter.stage1.utils import ManifestDataset, build_model, build_transforms, get_config, read_split
+from cascade_fast_filter.config import get_config
+from cascade_fast_filter.stage1.data import ManifestDataset, build_transforms, read_split
+from cascade_fast_filter.stage1.model import build as build_model
 from torch.utils.data import DataLoader
 
 

@@ -3,7 +3,8 @@
 Stage 1 is the config's fast filter (``model.*``, random weights: cost does not depend on them); stage 2 is one or
 more timm models ``name:input_size`` (an ensemble costs the sum of its members), by default EfficientNet-B4 at 380 px,
 the backbone of the DFDC-winning detectors. Every model is timed in alternation at the config's ``eval.batch_size``
-on its ``device`` (median over rounds), so load on a shared machine weighs on both stages alike. The expected cost
+on its ``device`` (on a CPU at most 8, so that ``make bench`` stays short; ``--batch-size`` sets it), median over
+rounds, so load on a shared machine weighs on both stages alike. The expected cost
 per frame C1 + (1 - f) x C2 is printed for the filtration rates f of an ``evaluation_report.json`` (``--report``) or
 for a grid of f, in GFLOPs and in ms, with its ratio to stage 2 alone.
 
@@ -28,18 +29,19 @@ def main():
     parser.add_argument("--config", default=None)
     parser.add_argument("--stage2", nargs="+", default=["efficientnet_b4:380"], help="timm name:input_size ...")
     parser.add_argument("--report", default=None, help="evaluation_report.json whose filtration rates to use")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the config's eval.batch_size")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the config's eval.batch_size (at most 8 on a CPU)")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = get_config(args.config, [*args.overrides, "model.pretrained=false"])
     device = local_context(cfg.device).device
-    batch = args.batch_size or cfg.eval.batch_size
+    batch = args.batch_size or (cfg.eval.batch_size if device.type == "cuda" else min(8, cfg.eval.batch_size))
     models = {"stage 1": (fast_filter.build(cfg.model), fast_filter.eval_size(cfg.model))}
     for spec in args.stage2:
         name, size = spec.rsplit(":", 1)
         models[f"stage 2 {name}@{size}"] = (timm.create_model(name, pretrained=False, num_classes=1), int(size))
-    ms = measure_side_by_side(models, batch, device, rounds=args.rounds)
+    ms = measure_side_by_side(models, batch, device, rounds=args.rounds, repeats=2)
     gflops = {k: measure_gflops(m.to(device), s) for k, (m, s) in models.items()}
     c1 = {"gflops": gflops.pop("stage 1"), "ms": ms.pop("stage 1")}
     c2 = {"gflops": sum(gflops.values()), "ms": sum(ms.values())}

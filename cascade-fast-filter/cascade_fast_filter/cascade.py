@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from common_utils.data import DataFormatError  # noqa: E402
 from common_utils.metrics import binary_metrics, video_metrics  # noqa: E402
 
+from .config import local_context  # noqa: E402
 from .costs import pair, stage1_costs, stage2_costs  # noqa: E402
 from .reporting import to_jsonable  # noqa: E402
 from .scores import read_score_csv  # noqa: E402
@@ -164,7 +165,8 @@ def run_cascade(cfg, checkpoint=None, temperature_file=None, stage2_csv=None) ->
     levels = ["frame"] + (["video"] if has_videos(report_split.rows) else [])
     report = {"split": c.split, "select_split": c.select_split or c.split, "temperature": t_cal,
               "settle_rule": cfg.evaluation.settle_rule, "convention": cfg.eval.convention,
-              "costs": {"stage1": c1, "stage2": c2, "batch_size": cfg.eval.batch_size, "device": cfg.device},
+              "costs": {"stage1": c1, "stage2": c2, "batch_size": cfg.eval.batch_size,
+                        "device": str(local_context(cfg.device).device)},
               "stage2_scores": str(stage2_csv), "max_leakage": c.max_leakage, "max_auc_drop": c.max_auc_drop,
               "video_aggregate": cfg.evaluation.video_aggregate}
     for level in levels:

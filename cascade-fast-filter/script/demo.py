@@ -28,7 +28,7 @@ N_IMAGES = 400  # ai_images reals (and as many fakes): 200/80/120 per class in t
 FRAMES, FRAME_SIZE = 2, 96  # frames per clip, frame size (px)
 # stage 1: test_efficientnet on a 32-px crop (4.6 MFLOPs); stage 2: test_resnet trained on 32-px crops, run on the
 # whole 96-px frame (74 MFLOPs, 16x stage 1)
-STAGE1 = ["model.input_size=32", "train.epochs=25", "train.patience=6"]
+STAGE1 = ["model.input_size=32", "train.epochs=30", "train.patience=8"]
 STAGE2 = ["model.name=test_resnet", "model.input_size=32", "model.test_size=96", "train.epochs=10"]
 MANIFESTS = ("train", "val", "test")
 
@@ -40,7 +40,8 @@ def cli(*argv):
     print("+ python -m cascade_fast_filter", " ".join(map(str, argv)), flush=True)
     start = time.process_time()
     assert main([str(a) for a in argv]) == 0
-    step = f"{argv[0]} {'stage 2' if any('stage2' in str(a) for a in argv[1:]) else 'stage 1'}"
+    run_dir = next((str(a) for a in argv if str(a).startswith("run_dir=")), "")
+    step = f"{argv[0]} {'stage 2' if run_dir.endswith('stage2') else 'stage 1'}" if run_dir else str(argv[0])
     CPU[step] = CPU.get(step, 0.0) + time.process_time() - start
 
 
@@ -124,9 +125,9 @@ def run(out: Path, seed: int) -> None:
         "--output", scores)
     cli("train", *s1, "--overwrite")
     cli("calibrate", *s1)
-    start = time.process_time()
+    cpu_timing = time.process_time()
     ms = measure_ms(out, batch_size=64)
-    CPU["timing both stages"] = time.process_time() - start
+    CPU["timing both stages"] = time.process_time() - cpu_timing
     costs = [f"cascade.stage2_scores={scores}", f"cascade.stage1_ms={ms['stage1']}",
              f"cascade.stage2_ms={ms['stage2']}"]
     cli("evaluate", *s1, *costs)
@@ -159,10 +160,10 @@ def run(out: Path, seed: int) -> None:
                     if "_ai_images" not in p.name],
         "notes": f"DEMO_SEED={seed}: ai_images n={N_IMAGES} -> {FRAMES}-frame clips of {FRAME_SIZE} px (JPEG q 60-95 "
                  f"per clip), DeepfakeBench layout + JSON -> manifests; tiny config, random init; stage 1 timm "
-                 f"test_efficientnet on a 32-px centre crop, stage 2 timm test_resnet on the whole 96-px frame (trained "
-                 f"on 32-px crops); T fitted on val, criteria "
-                 f"on the held-out test split ({ev['overall']['n']} frames, {n_test_videos} videos); metric convention "
-                 f"'{ev['convention']}'; {seconds:.0f} s wall, {cpu:.0f} s CPU in this process.",
+                 f"test_efficientnet on a 32-px centre crop, stage 2 timm test_resnet on the whole 96-px frame "
+                 f"(trained on 32-px crops); T fitted on val, criteria on the held-out test split "
+                 f"({ev['overall']['n']} frames, {n_test_videos} videos); metric convention '{ev['convention']}'; "
+                 f"{seconds:.0f} s wall, {cpu:.0f} s CPU in this process.",
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

@@ -13,6 +13,7 @@ import numpy as np
 from common_utils.metrics import binary_metrics, ece
 from common_utils.plots import plot_group_bars, plot_reliability, plot_roc
 
+from ..config import local_context
 from ..costs import pair, stage1_costs, stage2_costs
 from ..reporting import fmt, markdown_table, to_jsonable
 from ..video import video_groups, video_report, video_table
@@ -94,7 +95,8 @@ def evaluate(cfg, checkpoint=None, temperature_file=None) -> dict:
                      convention=e.convention)
     report = {
         "split": split, "temperature": t, "input_size": eval_size(cfg.model), "convention": e.convention,
-        "costs": {"stage1": c1, "stage2": c2, "batch_size": e.batch_size, "device": cfg.device},
+        "costs": {"stage1": c1, "stage2": c2, "batch_size": e.batch_size,
+                  "device": str(local_context(cfg.device).device)},
         "cost_units": list(costs), "settle_rule": cfg.evaluation.settle_rule,
         "ece_definition": definition["definition"], "ece_scheme": definition["scheme"],
         "ece_bins": definition["n_bins"],
