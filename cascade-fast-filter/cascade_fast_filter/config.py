@@ -7,8 +7,10 @@ import torch
 from common_utils.train import DistContext, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "stage1.yaml"
-# keys whose default is not null but which may be set to null: no ImageNet weights file (random init, logged)
-NULLABLE = ("model.pretrained_file",)
+# Keys whose default is not null but which may be set to null: model.pretrained_file (no ImageNet weights file; only
+# with model.pretrained=false) and cascade.select_split (the operating point chosen on cascade.split, in-sample).
+# Keys whose default is null (model.test_size, cascade.stage2_*, cascade.stage1_ms) take any value already.
+NULLABLE = ("model.pretrained_file", "cascade.select_split")
 
 
 def get_config(path=None, overrides=()):

@@ -1,8 +1,10 @@
 """Manifest rows and transforms: bad rows are named, augmentation follows the config."""
 import pytest
 import torch
+from cascade_fast_filter.config import get_config
 from cascade_fast_filter.stage1.data import ManifestDataset, build_transforms, has_videos, read_split
 from common_utils.data import DataFormatError
+from common_utils.train import ConfigError
 from conftest import tiny_cfg
 from PIL import Image
 from torchvision import transforms
@@ -109,3 +111,11 @@ def test_switched_off_augmentations_are_left_out_and_cache_keeps_decoded_images(
     first = ds[0][0]
     (tmp_path / "img" / "a.png").unlink()  # served from memory now
     assert torch.equal(ds[0][0], first) and len(ds.cache) == 1
+
+
+def test_nullable_keys_are_declared_and_other_keys_refuse_null():
+    cfg = get_config(None, ["model.pretrained_file=null", "cascade.select_split=null", "model.test_size=128"])
+    assert cfg.model.pretrained_file is None and cfg.cascade.select_split is None and cfg.model.test_size == 128
+    for key in ("train.epochs", "calibration.report_split", "evaluation.split", "data.root"):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            get_config(None, [f"{key}=null"])
