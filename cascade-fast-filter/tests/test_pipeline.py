@@ -53,7 +53,7 @@ def test_evaluate_prints_the_video_table(trained, capsys):
     run, common = trained
     assert main(["evaluate", *common, "cascade.stage2_gflops=5.0", "cascade.stage2_ms=2.0"]) == 0
     out = capsys.readouterr().out
-    assert "test (videos, convention ours)" in out and "| prob: mean of the frames' calibrated P(fake) |" in out
+    assert "test (videos, convention deepfakebench)" in out and "| prob: mean of the frames' calibrated P(fake) |" in out
     assert "Video-level cascade (logit)" in out
     rep = json.loads((run / "evaluation_report.json").read_text())
     overall, video = rep["overall"], rep["video"]
@@ -104,12 +104,12 @@ def test_cascade_without_scores_for_every_image_names_one(trained, tmp_path):
         main(["cascade", *common, "--stage2-scores", str(partial)])
 
 
-def test_deepfakebench_convention_groups_videos_by_folder(trained, capsys):
+def test_ours_convention_groups_videos_by_the_manifest_video_column(trained, capsys):
     run, common = trained
-    assert main(["evaluate", *common, "eval.convention=deepfakebench"]) == 0
+    assert main(["evaluate", *common, "eval.convention=ours"]) == 0
     rep = json.loads((run / "evaluation_report.json").read_text())
-    assert rep["convention"] == "deepfakebench" and rep["video"]["prob"]["n_videos"] * 3 == rep["overall"]["n"]
-    assert "convention deepfakebench" in capsys.readouterr().out
+    assert rep["convention"] == "ours" and rep["video"]["prob"]["n_videos"] * 3 == rep["overall"]["n"]
+    assert "convention ours" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("cmd", ["train", "calibrate", "evaluate", "cascade", "infer", "manifest"])
