@@ -271,7 +271,8 @@ def timed(fn, repeats: int, device: str, warmup: int = 1) -> list[float]:
 # ---- cascade --------------------------------------------------------------------------------------------------------
 def check_cascade(device: str, sizes: dict) -> dict:
     import torch
-    from cascade_fast_filter.stage1.utils import build_model, get_config
+    from cascade_fast_filter.config import get_config
+    from cascade_fast_filter.stage1.model import build as build_model
     from common_utils.train import autocast_context
 
     cfg = get_config(None, ["model.pretrained=false"])

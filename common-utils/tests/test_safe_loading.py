@@ -169,9 +169,9 @@ def _faap():
 
 def _cascade():
     def pretrained(p, t):
-        utils = _module("cascade_fast_filter.stage1.utils")
-        cfg = utils.get_config(None, [f"model.pretrained_file={p}", "model.pretrained=true"])
-        _call(lambda: utils.build_model(cfg.model))
+        config, model = _module("cascade_fast_filter.config"), _module("cascade_fast_filter.stage1.model")
+        cfg = config.get_config(None, [f"model.pretrained_file={p}", "model.pretrained=true"])
+        _call(lambda: model.build(cfg.model))
 
     def infer(p, t):
         return _cli("cascade_fast_filter.__main__", "python -m cascade_fast_filter",
