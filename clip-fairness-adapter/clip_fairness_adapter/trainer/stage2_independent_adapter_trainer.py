@@ -160,6 +160,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> Path:
                        schedulers={"model": scheduler}, steppers={"model": step})
     resumed = run.resume(state)
     best_auc = resumed.extra["best_val_auc"] if resumed else -math.inf
+    initial = {}
+    if run.start_epoch == 0:  # the untrained model's validation values, logged with epoch 1
+        val = validate(model, val_loader, ctx.device, cfg, fair_loss, 0)
+        initial = {"val/sinkhorn_dist_init": val["sinkhorn_dist"], "val/gate_mean_init": val["gate_mean"]}
 
     for epoch in range(run.start_epoch, t.epochs):
         sampler.set_epoch(epoch)
@@ -170,7 +174,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> Path:
         row = {**{f"train/{k}": v for k, v in stats.items()}, "train/lr": lr,
                "val/auc": val["detection"]["auc"], "val/acc": val["detection"]["acc"],
                "val/subgroup_auc_std": val["subgroup_auc_std"], "val/sinkhorn_dist": val["sinkhorn_dist"],
-               "val/gate_mean": val["gate_mean"]}
+               "val/gate_mean": val["gate_mean"], **(initial if epoch == 0 else {})}
         if hasattr(weighting, "log_var_cls"):
             row.update({"train/log_var_cls": weighting.log_var_cls.item(),
                         "train/log_var_fair": weighting.log_var_fair.item()})

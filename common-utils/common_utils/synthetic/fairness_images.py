@@ -7,13 +7,15 @@ What it carries, as the real data does:
   ships), on a photo-crop background.
 - **Demographics, visibly and with overlap.** A stylised face. Skin tone depends on race
   (asian, white, black, other) with within-group spread, so neighbouring groups overlap; hair length follows gender
-  for 85 % of subjects (the rest wear the other style), face width differs slightly by gender; hair colour, face size
-  and position vary per subject. Subgroup sizes are unequal (``SUBGROUP_WEIGHTS``).
-- **Videos.** A subject is a video of ``FRAMES`` frames (small jitter of face position and exposure, sensor noise), in
-  its own folder, as DeepfakeBench / PG-FDD frame folders are; splits never share a video.
-- **Face-swap artefacts in the face only.** A fake frame re-renders the inner face through a generator-like process
-  (``tconv`` or ``nearest_blur`` for training fakes, ``resynth`` for the held-out shifted test) and blends it back
-  with a feathered elliptical mask and a slight tone mismatch, at a manipulation strength drawn per video. The
+  for 85 % of subjects (the rest wear the other style), 40 % of men have a beard shadow, face width differs slightly
+  by gender; hair colour, face size and position vary per subject. Subgroup sizes are unequal (``SUBGROUP_WEIGHTS``).
+- **Videos.** A subject is a video of ``FRAMES`` frames (small jitter of face position and exposure, sensor noise,
+  camera blur and JPEG compression drawn per video), in its own folder, as DeepfakeBench / PG-FDD frame folders are.
+- **Fakes made from the real videos, artefacts in the face only.** As FF++ manipulates its real (target) videos, each
+  real video has a fake twin: the same frames with the inner face re-rendered through a generator-like process
+  (``tconv`` or ``nearest_blur``; ``resynth`` for the held-out shifted test) and blended back with a feathered
+  elliptical mask and a slight tone mismatch, at a manipulation strength drawn per video; a video and its fakes share
+  a split. Background, identity and camera are therefore no cue: only the manipulation is. The
   processes' artefacts scale with the local intensity and texture, so they are physically weaker on darker, smoother
   skin: detectors see a subgroup-dependent signal (and darker real faces look "smoother"), without a hand-set
   per-subgroup strength.
@@ -23,9 +25,9 @@ What it carries, as the real data does:
   <race>_<gender>_<attr>_<value>_o<k>.png``), with their own demographic mixes (FairFace balanced by race, UTKFace
   mostly white, CausalFace asian/white/black/indian controlled).
 - **Captions** (``captions/train.tsv``, open_clip's CSV: ``filepath<TAB>title``) for the training frames and the face
-  datasets, naming what a web caption would: gender, ethnicity, hair, the background and visible image quality
-  (``upscaled`` / ``pixelated`` faces of the training fakes; the shifted process is never named), each mentioned
-  only with some probability (captions are noisy).
+  datasets, naming what a web caption would: gender, ethnicity, hair, beard, the background and visible image quality
+  (``upscaled`` / ``pixelated`` face for 90 % of the training fakes, ``sharp photo`` for half the reals; the shifted
+  process is never named), each mentioned only with some probability (captions are noisy).
 
 Layout under ``out`` (paths in the CSVs relative to ``out``; FairFace paths relative to its CSV)::
 
@@ -40,7 +42,7 @@ Layout under ``out`` (paths in the CSVs relative to ``out``; FairFace paths rela
 
 PG-FDD columns: ``img_path,label,ismale,isasian,iswhite,isblack,intersec_label``; label 1 = fake, attribute columns
 +1/-1, ``intersec_label = gender * 4 + race`` (gender 0 male / 1 female; race 0 asian, 1 white, 2 black, 3 other).
-``n`` counts the frames of the five PG-FDD CSVs (half real); videos are split 60/15/25 %.
+``n`` counts the frames of the five PG-FDD CSVs (half real, half their fakes); subjects are split 60/15/25 %.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ SUBGROUP_WEIGHTS = (0.12, 0.25, 0.08, 0.07, 0.10, 0.22, 0.09, 0.07)
 SKIN_TONES = ((0.90, 0.76, 0.60), (0.97, 0.83, 0.74), (0.42, 0.28, 0.19), (0.74, 0.55, 0.40))
 SKIN_SPREAD = 0.10  # within-race brightness spread (relative, std): neighbouring groups overlap
 HAIR_MATCHES_GENDER = 0.85
+BEARDS = 0.4  # share of men with a beard shadow
 TRAIN_PROCESSES = ("tconv", "nearest_blur")
 SHIFTED_PROCESS = "resynth"
 STRENGTH_RANGE = (0.2, 0.7)  # manipulation strength per fake video
@@ -91,7 +94,7 @@ def subject(rng: np.random.Generator, subgroup: int) -> dict:
     female, race = divmod(subgroup, 4)
     long_hair = bool(female) == (rng.random() < HAIR_MATCHES_GENDER)
     tone = np.clip(np.array(SKIN_TONES[race]) * (1 + rng.normal(0, SKIN_SPREAD)) + rng.normal(0, 0.02, 3), 0, 1)
-    return {"subgroup": subgroup, "long_hair": long_hair, "skin": tone,
+    return {"subgroup": subgroup, "long_hair": long_hair, "skin": tone, "beard": not female and rng.random() < BEARDS,
             "hair": np.clip(np.array([rng.uniform(0.05, 0.45)] * 2 + [rng.uniform(0.02, 0.3)]), 0, 1),
             "cx": rng.uniform(-0.03, 0.03), "cy": rng.uniform(0.0, 0.05), "rx": rng.uniform(0.29, 0.33)
             * (1.06 if not female else 1.0), "ry": rng.uniform(0.37, 0.42), "background": int(rng.integers(1 << 30))}
@@ -116,6 +119,9 @@ def render(person: dict, rng: np.random.Generator, jitter: float = 0.0,
     draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=skin)
     if not person["long_hair"]:  # short hair cap
         draw.chord([cx - rx, cy - ry * 1.08, cx + rx, cy + ry * 0.4], 180, 360, fill=hair)
+    if person["beard"]:  # a darker lower face
+        shade = tuple(int(255 * c * 0.6) for c in person["skin"])
+        draw.chord([cx - rx * 0.95, cy - ry * 0.2, cx + rx * 0.95, cy + ry], 0, 180, fill=shade)
     for side in (-1, 1):
         ex, ey = cx + side * rx * 0.4, cy - ry * 0.1
         draw.ellipse([ex - rx * 0.13, ey - ry * 0.07, ex + rx * 0.13, ey + ry * 0.07], fill=(250, 250, 250))
@@ -172,26 +178,28 @@ def caption(person: dict, rng: np.random.Generator, process: str | None) -> str:
     parts = [f"{rng.choice(['a photo', 'a picture', 'an image'])} of {who}"]
     if rng.random() < 0.5:
         parts.append("with long hair" if person["long_hair"] else "with short hair")
+    if person["beard"] and rng.random() < 0.5:
+        parts.append("and a beard")
     if rng.random() < 0.6:
         parts.append(f"in front of {BACKGROUND_WORDS[background_name(person)]}")
     text = " ".join(parts)
-    if process is not None and rng.random() < 0.7:
+    if process is not None and rng.random() < 0.9:
         text += f", {FAKE_WORDS[process]} face"
-    elif process is None and rng.random() < 0.3:
+    elif process is None and rng.random() < 0.5:
         text += ", sharp photo"
     return text
 
 
-def _videos(out: Path, rng: np.random.Generator, seed: int, n_videos: int, label: int, csvs: dict,
-            captions: list) -> None:
-    """Write ``n_videos`` real (label 0) or fake (label 1) videos and their rows in the split CSVs."""
-    kind = "fake" if label else "real"
+def _videos(out: Path, rng: np.random.Generator, seed: int, n_videos: int, csvs: dict, captions: list) -> None:
+    """Write ``n_videos`` real videos and, for each, a fake made from it (the target's frames with the face re-rendered,
+    as FF++ fakes are made from its real videos), both in the video's split; the test videos also get a fake from the
+    held-out process."""
     subgroups = rng.choice(len(SUBGROUPS), size=n_videos, p=SUBGROUP_WEIGHTS)
     train, val, _ = split_counts(n_videos, SPLIT_FRACTIONS)
     for v in range(n_videos):
-        vrng = np.random.default_rng([seed, 101 + label, v])
+        vrng = np.random.default_rng([seed, 101, v])
         person = subject(vrng, int(subgroups[v]))
-        process = TRAIN_PROCESSES[int(vrng.integers(len(TRAIN_PROCESSES)))] if label else None
+        process = TRAIN_PROCESSES[int(vrng.integers(len(TRAIN_PROCESSES)))]
         strength, shifted_strength = vrng.uniform(*STRENGTH_RANGE), vrng.uniform(*SHIFTED_STRENGTH_RANGE)
         tone = 1 + vrng.normal(0, 0.04, 3)
         blur, quality = vrng.uniform(*CAMERA_BLUR), int(vrng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
@@ -200,19 +208,24 @@ def _videos(out: Path, rng: np.random.Generator, seed: int, n_videos: int, label
         for f in range(FRAMES):
             frame, mask = render(person, vrng, jitter=0.01, background=background)
             frame = camera(frame, blur)
-            rel = f"images/{kind}/{kind}_{v:05d}/{f:03d}.png"
-            save_png(compress(face_swap(frame, mask, process, strength, tone) if label else frame, quality), out / rel)
-            row = _row(rel, label, person["subgroup"])
-            csvs["test" if split == "test" else f"{kind}{split}"].append(row)
-            if split == "train":
-                captions.append([rel, caption(person, vrng, process)])
-            if split == "test" and label == 0:
-                csvs["test_shifted"].append(row)
-            elif split == "test":  # the same subject faked by the held-out process
-                rel_shift = f"images/fake_shifted/fake_shifted_{v:05d}/{f:03d}.png"
-                save_png(compress(face_swap(frame, mask, SHIFTED_PROCESS, shifted_strength, tone), quality),
-                         out / rel_shift)
-                csvs["test_shifted"].append(_row(rel_shift, label, person["subgroup"]))
+            versions = [("real", 0, None, frame),
+                        ("fake", 1, process, face_swap(frame, mask, process, strength, tone))]
+            if split == "test":  # the same target faked by the held-out process
+                versions.append(("fake_shifted", 1, SHIFTED_PROCESS,
+                                 face_swap(frame, mask, SHIFTED_PROCESS, shifted_strength, tone)))
+            for kind, label, proc, img in versions:
+                rel = f"images/{kind}/{kind}_{v:05d}/{f:03d}.png"
+                save_png(compress(img, quality), out / rel)
+                row = _row(rel, label, person["subgroup"])
+                if split != "test":
+                    csvs[f"{kind}{split}"].append(row)
+                    if split == "train":
+                        captions.append([rel, caption(person, vrng, proc)])
+                    continue
+                if kind != "fake_shifted":
+                    csvs["test"].append(row)
+                if kind != "fake":
+                    csvs["test_shifted"].append(row)
 
 
 def _save_jpeg(img: np.ndarray, path: Path) -> None:
@@ -268,14 +281,13 @@ def _faces(out: Path, seed: int, n: int, captions: list) -> dict:
 def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
     """Write the dataset under ``out`` (``n`` frames in the five PG-FDD CSVs). Returns the counts written."""
     out = Path(out)
-    if n < 12 * FRAMES:
-        raise ValueError(f"fairness_images needs n >= {12 * FRAMES} ({FRAMES} frames per video), got {n}")
+    if n < 6 * FRAMES:
+        raise ValueError(f"fairness_images needs n >= {6 * FRAMES} ({FRAMES} frames per video, a real and a fake "
+                         f"video per subject), got {n}")
     rng = np.random.default_rng([seed, 100])
-    n_videos = n // FRAMES
     csvs = {name: [] for name in ("realtrain", "faketrain", "realval", "fakeval", "test", "test_shifted")}
     captions: list = []
-    _videos(out, rng, seed, n_videos // 2, 0, csvs, captions)
-    _videos(out, rng, seed, n_videos - n_videos // 2, 1, csvs, captions)
+    _videos(out, rng, seed, n // (2 * FRAMES), csvs, captions)
     for name, rows in csvs.items():
         write_csv(out / "pgfdd" / f"{name}.csv", HEADER, rows)
     write_csv(out / "lists" / "test_shifted.csv", ["img_path", "label"], [r[:2] for r in csvs["test_shifted"]])
