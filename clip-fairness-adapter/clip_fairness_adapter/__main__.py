@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
+from common_utils.cli import run_cli
 from common_utils.train import load_config, parse_args_with_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -23,8 +25,11 @@ HELP = {"pretrain_clip": "contrastive pre-training of a small open_clip model on
         "train_stage2": "train the Stage 2 dual adapter (needs stage1_checkpoint)",
         "eval": "evaluate a Stage 2 run on data.test_sets; JSON + Markdown report and figures",
         "infer": "score every image of a folder with a Stage 2 checkpoint -> CSV"}
-# keys whose default is a value but which may be set to null (a schema default of null admits anything)
-NULLABLE = ("clip.pretrained", "data.cache_dir", "loss.diameter")
+# keys whose schema default is a value but which may be set to null (a schema default of null admits anything):
+# clip.pretrained (null: the weights come from a local-dir:/hf-hub: folder, or random init in tests),
+# clip.model_config (pretrain_clip; null: clip.name is an architecture open_clip ships), data.cache_dir (null: no
+# feature cache), loss.diameter (null: the bounding box of the points)
+NULLABLE = ("clip.pretrained", "clip.model_config", "data.cache_dir", "loss.diameter")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,4 +82,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main, prog="python -m clip_fairness_adapter"))

@@ -1,11 +1,15 @@
 """Frozen open_clip image tower: the global feature plus a set of projected CLS tokens of chosen layers.
 
-Any open_clip image tower loads here; the feature size is the tower's ``output_dim`` (768 for ViT-L/14).
-- OpenAI ViT-L/14: ``clip.name: ViT-L-14-quickgelu`` with ``clip.pretrained`` the TorchScript ``ViT-L-14.pt`` (read by
-  open_clip's OpenAI loader) or an open_clip state dict (.bin/.safetensors/.pt). A plain ``ViT-L-14`` with a state-dict
-  file is refused: it would silently use nn.GELU where the OpenAI weights need QuickGELU.
-- an open_clip folder (``open_clip_config.json`` + ``open_clip_model.safetensors``, the layout open_clip publishes):
-  ``clip.name: local-dir:/path`` (``clip.pretrained`` must be null); ``hf-hub:org/repo`` likewise.
+Any open_clip image tower loads here; the feature size is the tower's ``output_dim`` (768 for ViT-L/14). Every weights
+file is read through ``common_utils.safe_load`` (no pickled code runs, no ``torch.jit.load``).
+- OpenAI ViT-L/14: ``clip.name: ViT-L-14-quickgelu`` with ``clip.pretrained`` the TorchScript ``ViT-L-14.pt`` (its
+  tensors are read without running the archive, then open_clip rebuilds the model: ``common_utils.clip_weights``) or an
+  open_clip state dict (.bin/.safetensors/.pt, bare or open_clip's training checkpoint) loaded strictly into the named
+  config. A plain ``ViT-L-14`` with a state-dict file is refused: it would silently use nn.GELU where the OpenAI
+  weights need QuickGELU.
+- an open_clip folder (``open_clip_config.json`` + ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``,
+  the layout open_clip publishes): ``clip.name: local-dir:/path`` (``clip.pretrained`` must be null); ``hf-hub:org/repo``
+  is handed to open_clip.
 - an architecture open_clip does not ship: ``clip.model_config: my_arch.json`` (an open_clip model config, registered
   under its file stem) with ``clip.name: my_arch``.
 ``clip.pretrained: null`` with a config name builds random weights and logs that it did (tests).
@@ -19,6 +23,9 @@ from pathlib import Path
 
 import open_clip
 import torch
+from common_utils.clip_weights import load_open_clip
+from common_utils.safe_load import read_state_dict
+from common_utils.train import load_state_dict_strict
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SCHEMAS = ("local-dir:", "hf-hub:")
+LOCAL_DIR_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's folder layout
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -52,9 +60,13 @@ def load_clip(name: str, pretrained: str | None, model_config: str | None = None
     if name.startswith(SCHEMAS):
         if pretrained is not None:
             raise ValueError(f"clip.pretrained must be null with clip.name '{name}': the folder holds the weights")
-        model = open_clip.create_model(name)
-        log.info("CLIP %s: config and weights from the folder", name)
-        return model
+        if name.startswith("hf-hub:"):
+            return open_clip.create_model(name)
+        folder = Path(name.removeprefix("local-dir:"))
+        weights = [folder / f for f in LOCAL_DIR_WEIGHTS if (folder / f).is_file()]
+        if not weights:
+            raise FileNotFoundError(f"clip.name '{name}': no {' or '.join(LOCAL_DIR_WEIGHTS)} in {folder}")
+        return _strict(open_clip.create_model(name, load_weights=False), weights[0])
     if name not in open_clip.list_models():
         raise ValueError(f"clip.name '{name}' is not an open_clip model; give clip.model_config (an open_clip model "
                          f"config JSON named {name}.json) or a local-dir:/hf-hub: name")
@@ -64,15 +76,20 @@ def load_clip(name: str, pretrained: str | None, model_config: str | None = None
     path = Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"clip.pretrained: weights file not found: {path}")
-    if is_torchscript_archive(path):
-        model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
-    else:
-        if name.startswith("ViT-L-14") and "quickgelu" not in name:
-            raise ValueError(f"clip.name '{name}' uses nn.GELU but OpenAI weights need QuickGELU: "
-                             f"use 'ViT-L-14-quickgelu'")
-        model = open_clip.create_model(name, pretrained=str(path), load_weights=True)
-    log.info("CLIP %s: loaded weights from %s", name, path)
-    return model
+    if is_torchscript_archive(path):  # OpenAI's release: read without running it, rebuilt by open_clip
+        return load_open_clip(name, path, what="clip.pretrained")
+    if name.startswith("ViT-L-14") and "quickgelu" not in name:
+        raise ValueError(f"clip.name '{name}' uses nn.GELU but OpenAI weights need QuickGELU: "
+                         f"use 'ViT-L-14-quickgelu'")
+    return _strict(open_clip.create_model(name, pretrained=None), path)
+
+
+def _strict(model: nn.Module, path: Path) -> nn.Module:
+    """``model`` with the state dict of ``path`` (bare, or open_clip's training checkpoint), every key matched."""
+    state = read_state_dict(path, what="clip weights")
+    load_state_dict_strict(model, state, f"clip weights {path}")
+    log.info("CLIP: loaded weights from %s", path)
+    return model.eval()
 
 
 class FrozenCLIPImageEncoder(nn.Module):
