@@ -130,7 +130,7 @@ def test_heads_state_dict_roundtrip_is_strict(encoder):
         b.load_heads_state_dict(state)
 
 
-def test_torchscript_archives_go_to_the_openai_loader_and_state_dicts_to_open_clip(tmp_path):
+def test_torchscript_archives_are_detected_and_state_dicts_load_strictly(tmp_path):
     """OpenAI's ViT-L-14.pt is TorchScript (a zip with code/ and constants.pkl); a plain torch.save is not. A state
     dict loads strictly into the named open_clip config."""
     import open_clip
