@@ -82,8 +82,8 @@ def test_sharded_inference_merges_to_the_full_result(trained):
     import torch
 
     one = DistContext(0, 1, 0, torch.device("cpu"), True, False)
-    full = predict(detr, post, ds, one, 4)[0]
-    shards = [predict(detr, post, ds, DistContext(r, 2, r, torch.device("cpu"), r == 0, False), 4)[0]
+    full = predict(detr, post, ds, one, 1)[0]  # batch 1: no padding, so outputs do not depend on the batch
+    shards = [predict(detr, post, ds, DistContext(r, 2, r, torch.device("cpu"), r == 0, False), 1)[0]
               for r in range(2)]  # without a process group each rank returns its own shard
     assert {r["image_id"] for r in shards[0]} & {r["image_id"] for r in shards[1]} == set()
     key = lambda r: (r["image_id"], r["score"], tuple(r["bbox"]))  # noqa: E731
