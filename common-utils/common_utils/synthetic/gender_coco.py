@@ -213,8 +213,8 @@ def _info(split: str, kind: str, seed: int) -> dict:
 def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
     """Write ``n`` scenes under ``out`` in COCO's own layout (module docstring). Returns the counts."""
     out = Path(out)
-    if n < 10:
-        raise ValueError(f"gender_coco needs n >= 10 (images over train2017 and val2017), got {n}")
+    if n < 2:
+        raise ValueError(f"gender_coco needs n >= 2 (an image in train2017 and one in val2017), got {n}")
     info = {"name": "gender_coco", "n": n, "seed": seed, "counts": {}, "scene_gender": {},
             "notes": "category 1 = person; gender only in the captions; women figures smaller and lower-contrast"}
     index = 0

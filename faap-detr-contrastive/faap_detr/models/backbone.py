@@ -9,12 +9,13 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from .position_encoding import PositionEmbeddingSine
 
 
-LAYERS = {"layer2": (128, 512, 8), "layer3": (256, 1024, 16), "layer4": (512, 2048, 32)}  # basic, bottleneck, stride
+# channels of a basic-block / bottleneck trunk cut after the layer, and its stride
+LAYERS = {"layer1": (64, 256, 4), "layer2": (128, 512, 8), "layer3": (256, 1024, 16), "layer4": (512, 2048, 32)}
 
 
 class Backbone(nn.Module):
     """ResNet trunk up to `return_layer` (upstream: layer4, stride 32). State-dict keys `body.*` as in upstream DETR;
-    a trunk cut at layer2 / layer3 (stride 8 / 16) simply has no later layers."""
+    a trunk cut at layer1 / layer2 / layer3 (stride 4 / 8 / 16) simply has no later layers."""
 
     def __init__(self, name="resnet50", dilation=False, return_layer="layer4"):
         super().__init__()
