@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import torch
-from faap_detr.main import build_contrastive, build_criterion, load_cfg
-from faap_detr.models.detr import FrozenDETR, build_detr, normalize
+from faap_detr.losses.objective import build as build_objective
+from faap_detr.main import load_cfg
+from faap_detr.models.detr import FrozenDETR, build, normalize
 from faap_detr.models.generator import PerturbationGenerator, apply_generator
 from faap_detr.models.projection_head import ProjectionHead
-from omegaconf import OmegaConf
 
 
 def timed(fn, iters, device):
@@ -36,10 +36,12 @@ def main():
     a = p.parse_args()
     cfg = load_cfg(a.config)
     dev = torch.device(a.device)
-    detr = FrozenDETR(build_detr(OmegaConf.to_container(cfg.detr))).to(dev)
+    model, crit, _ = build(cfg)
+    detr = FrozenDETR(model).to(dev)
     gen = PerturbationGenerator(cfg.generator.base_channels, 0.1).to(dev)
     head = ProjectionHead(cfg.detr.hidden_dim, cfg.projection.hidden_dim, cfg.projection.output_dim).to(dev)
-    crit, con = build_criterion(cfg).to(dev), build_contrastive(cfg)
+    objective = build_objective(cfg, crit.to(dev))
+    gender = torch.arange(a.batch, device=dev) % 2
     pixels = torch.rand(a.batch, 3, a.size, a.size, device=dev)
     mask = torch.zeros(a.batch, a.size, a.size, dtype=torch.bool, device=dev)
     targets = [{"labels": torch.ones(1, dtype=torch.int64, device=dev),
@@ -52,8 +54,7 @@ def main():
     def faap_step():
         x, _ = apply_generator(gen, pixels, mask)
         out = detr(x, mask)
-        losses, _ = crit(out, targets)
-        loss = crit.weighted_total(losses) + con(head(out["hs"][-1]), torch.rand(a.batch, device=dev))[0]
+        loss, _ = objective(out, targets, gender, 5, float(a.batch), head(out["hs"][-1]))
         loss.backward()
 
     t_inf, t_step = timed(inference, a.iters, dev), timed(faap_step, a.iters, dev)

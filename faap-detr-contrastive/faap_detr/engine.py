@@ -4,6 +4,7 @@ Every optimisation step goes through an `OptimStep` of common_utils (one per opt
 import torch
 from common_utils.train import all_reduce_mean, progress
 
+from .datasets.gender_coco import flip_item
 from .models.detr import normalize
 from .models.generator import apply_generator, linf_in_units
 
@@ -101,15 +102,19 @@ def train_detr_epoch(epoch, loader, model, criterion, step, ctx):
 
 
 @torch.no_grad()
-def backbone_features(model, dataset, device):
-    """Frozen-backbone features of every image, unpadded, computed once and reused each epoch.
+def backbone_features(model, dataset, device, flip=False):
+    """Frozen-backbone features of every image, unpadded, computed once and reused each epoch; with `flip`, also of
+    every image flipped horizontally (entries N..2N-1).
 
     -> (list of [C,h,w], list of targets)."""
     feats, targets = [], []
-    for i in progress(range(len(dataset)), desc="backbone features"):
-        pixels, target = dataset[i]
-        feats.append(model.backbone[0].body(normalize(pixels[None].to(device)))["0"][0])
-        targets.append(target)
+    for view in (False, True) if flip else (False,):
+        for i in range(len(dataset)):
+            pixels, target = dataset[i]
+            if view:
+                pixels, target = flip_item(pixels, target)
+            feats.append(model.backbone[0].body(normalize(pixels[None].to(device)))["0"][0])
+            targets.append(target)
     return feats, targets
 
 
@@ -125,9 +130,12 @@ def pad_features(feats):
     return out, mask
 
 
-def cached_batches(n, batch_size, seed, epoch):
-    """Shuffled index batches of a cached-feature epoch, from a generator seeded by (seed, epoch)."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+def cached_batches(n, batch_size, seed, epoch, views=1):
+    """Shuffled index batches of a cached-feature epoch over n images, each image in one of `views` cached views
+    (index i + n * view) drawn at random; from a generator seeded by (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(n, generator=g)
+    order = (order + n * torch.randint(views, (n,), generator=g)).tolist()
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 

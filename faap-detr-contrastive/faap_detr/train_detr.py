@@ -24,7 +24,7 @@ from common_utils.train import (
 )
 from torch.utils.data import DistributedSampler
 
-from .datasets.gender_coco import GENDERS, GenderCocoDataset, collate
+from .datasets.gender_coco import GENDERS, GenderCocoDataset, RandomHFlip, collate
 from .engine import backbone_features, cached_batches, pad_features, train_detr_cached_epoch, train_detr_epoch
 from .evaluate import PERSON, merged_gt, predict, scores_finite
 from .models.detr import build
@@ -92,13 +92,13 @@ def train_detr(cfg, resume=None, overwrite=False):
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, dt.lr_drop) if dt.lr_drop > 0 else None
     if frozen:
         net = model
-        feats, targets = backbone_features(model, dataset, ctx.device)
+        feats, targets = backbone_features(model, dataset, ctx.device, flip=dt.hflip)
         val_feats, val_targets = backbone_features(model, val_set, ctx.device)
     else:
         net = wrap_model(model, ctx)
         sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed)
-        loader = build_loader(dataset, dt.batch_size, ctx, sampler=sampler, collate_fn=collate,
-                              num_workers=cfg.data.num_workers)
+        loader = build_loader(RandomHFlip(dataset) if dt.hflip else dataset, dt.batch_size, ctx, sampler=sampler,
+                              collate_fn=collate, num_workers=cfg.data.num_workers)
     step = OptimStep(optimizer, device=ctx.device, model=None if frozen else net, name="detr", **step_options(dt))
     state = TrainState(models={"model": model}, optimizers={"model": optimizer}, steppers={"model": step},
                        schedulers={"model": scheduler} if scheduler is not None else {})
@@ -106,7 +106,7 @@ def train_detr(cfg, resume=None, overwrite=False):
     export = run.path / "detr.pth"
     for epoch in range(run.start_epoch, dt.epochs):
         if frozen:
-            batches = cached_batches(len(feats), dt.batch_size, cfg.seed, epoch)
+            batches = cached_batches(len(dataset), dt.batch_size, cfg.seed, epoch, 2 if dt.hflip else 1)
             row = train_detr_cached_epoch(epoch, batches, model, criterion, step, feats, targets, ctx)
         else:
             sampler.set_epoch(epoch)
