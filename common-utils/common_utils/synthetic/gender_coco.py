@@ -1,7 +1,8 @@
 """``gender_coco``: small person scenes written as COCO distributes them (instances + five captions per image).
 
-Each image (128-192 px per side) is a blurred, low-contrast photo-crop background with 1-3 stick-and-block figures
-(head, torso, arms, legs); each figure is a ``person`` (category 1) with its tight box. Nothing in the instance files
+Each image (128-192 px per side) is a blurred, low-contrast photo-crop background with 1-2 stick-and-block figures
+(head, torso, arms, legs) that are the subject of the picture, as the people of COCO images whose captions name
+their gender mostly are (3 in some mixed scenes); each figure is a ``person`` (category 1) with its tight box. Nothing in the instance files
 says who is a man or a woman: as in COCO, the gender of a scene is only in its captions, so a gender split has to be
 built from them (``faap_detr make-gender-split`` reads exactly these files).
 
@@ -50,10 +51,11 @@ P_GENDERED = 0.6
 P_WRONG = 0.02
 SIZES = (128, 144, 160, 176, 192)
 # per gender: (figure height range as a fraction of the image height, colour contrast against the background)
-STYLE = {"women": ((0.3, 0.6), 0.55), "men": ((0.4, 0.75), 1.0)}
+STYLE = {"women": ((0.45, 0.8), 0.75), "men": ((0.5, 0.9), 1.0)}
+MAX_FIGURES = 2  # per single-gender scene
 CATEGORIES = [{"supercategory": "person", "id": 1, "name": "person"}]
 LICENSES = [{"url": "https://creativecommons.org/licenses/by/4.0/", "id": 1, "name": "synthetic (CC BY 4.0)"}]
-DEMO_N = 300
+DEMO_N = 1600
 
 # caption vocabulary: (singular, plural) nouns per gender; possessives are made from either form
 NOUNS = {"men": (("man", "men"), ("guy", "guys"), ("boy", "boys"), ("male", "males")),
@@ -201,7 +203,7 @@ def _figures(rng: np.random.Generator, scene: str) -> list[str]:
     if scene == "mixed":
         genders = ["men", "women"] + (["men" if rng.random() < 0.5 else "women"] if rng.random() < 0.4 else [])
         return [genders[i] for i in rng.permutation(len(genders))]
-    return [scene] * int(rng.integers(1, 4))
+    return [scene] * int(rng.integers(1, MAX_FIGURES + 1))
 
 
 def _info(split: str, kind: str, seed: int) -> dict:
