@@ -1,5 +1,7 @@
 import sys
 
+from common_utils.cli import run_cli
+
 from .main import main
 
-sys.exit(main())
+sys.exit(run_cli(main, prog="python -m faap_detr"))

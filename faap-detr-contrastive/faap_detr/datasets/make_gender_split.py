@@ -25,7 +25,7 @@ import os
 import re
 from pathlib import Path
 
-from common_utils.data import DataFormatError
+from common_utils.data import DataFormatError, read_coco_json, read_json
 
 MAN_WORDS = frozenset("boy brother dad husband man groom male guy".split())
 WOMAN_WORDS = frozenset("girl sister mom wife woman bride female lady".split())
@@ -69,33 +69,19 @@ def image_gender(captions, min_votes=2, max_dissent=0):
     return None, "weak" if votes["men"] or votes["women"] else "neutral"
 
 
-def _read(path):
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found (expected COCO's annotation file here)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, f"invalid JSON ({e})", line=e.lineno) from e
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise DataFormatError(path, "missing or non-list COCO field", key=key)
-    return data
-
-
 def label_images(captions_json, instances_json, min_votes=2, max_dissent=0):
     """-> ({image_id: gender}, dropped counts by reason, images by id, annotations by image id, categories)."""
-    caps, inst = _read(captions_json), _read(instances_json)
+    caps, inst = read_json(captions_json), read_coco_json(instances_json)
+    if not isinstance(caps, dict) or not isinstance(caps.get("annotations"), list):
+        raise DataFormatError(captions_json, "missing or non-list COCO field (a captions file lists annotations)",
+                              key="annotations")
     by_image = {}
     for i, c in enumerate(caps["annotations"]):
         if "image_id" not in c or not isinstance(c.get("caption"), str):
             raise DataFormatError(captions_json, "caption entry lacks image_id or caption text", key=f"annotations[{i}]")
         by_image.setdefault(c["image_id"], []).append(c["caption"])
     anns = {}
-    for i, a in enumerate(inst["annotations"]):
-        for key in ("image_id", "category_id", "bbox"):
-            if key not in a:
-                raise DataFormatError(instances_json, "annotation lacks a field", key=f"annotations[{i}].{key}")
+    for a in inst["annotations"]:  # fields checked by read_coco_json
         anns.setdefault(a["image_id"], []).append(a)
     images = {im["id"]: im for im in inst["images"]}
     labels, dropped = {}, {"mixed": 0, "weak": 0, "neutral": 0, "no_person": 0, "no_captions": 0}
@@ -111,7 +97,7 @@ def label_images(captions_json, instances_json, min_votes=2, max_dissent=0):
             dropped["no_person"] += 1
         else:
             labels[image_id] = gender
-    return labels, dropped, images, anns, inst.get("categories", [])
+    return labels, dropped, images, anns, inst["categories"]
 
 
 def carve(image_ids, test_fraction, salt):
