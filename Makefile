@@ -11,7 +11,7 @@ DATA := outputs/data
 DEMO := outputs/demo
 DEMO_SEED ?= 0
 
-.PHONY: install demo study test lint bench test-slurm split-repos test-split clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
+.PHONY: install demo study test lint bench gpu-check test-slurm split-repos test-split clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
 
 install: $(STAMP)
 
@@ -69,8 +69,14 @@ study: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Each bench pins its own thread count (1 by default), prints progress on stderr and its JSON (with `ratios`) on stdout.
 bench: $(STAMP)
 	@for f in $(wildcard */bench/*.py); do echo "=== $$f"; (cd $$(dirname $$(dirname $$f)) && $(PY) bench/$$(basename $$f)) || exit 1; done
+
+# GPU-only checks (AMP training steps, torch.compile / channels_last, nccl, extraction throughput) as JSON; without a
+# CUDA device it prints {"skipped": "no CUDA device", ...} and exits 0.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf outputs
