@@ -102,20 +102,26 @@ def train_detr_epoch(epoch, loader, model, criterion, step, ctx):
 
 
 @torch.no_grad()
-def backbone_features(model, dataset, device, flip=False):
+def backbone_features(model, dataset, device, flip=False, batch_size=64):
     """Frozen-backbone features of every image, unpadded, computed once and reused each epoch; with `flip`, also of
-    every image flipped horizontally (entries N..2N-1).
+    every image flipped horizontally (entries N..2N-1). Images of the same size go through the backbone together
+    (no padding, so each feature is the one of the image alone).
 
     -> (list of [C,h,w], list of targets)."""
-    feats, targets = [], []
-    for view in (False, True) if flip else (False,):
-        for i in range(len(dataset)):
-            pixels, target = dataset[i]
-            if view:
-                pixels, target = flip_item(pixels, target)
-            feats.append(model.backbone[0].body(normalize(pixels[None].to(device)))["0"][0])
-            targets.append(target)
-    return feats, targets
+    items = [dataset[i] for i in range(len(dataset))]
+    if flip:
+        items += [flip_item(pixels, target) for pixels, target in items]
+    by_size = {}
+    for i, (pixels, _) in enumerate(items):
+        by_size.setdefault(tuple(pixels.shape[1:]), []).append(i)
+    feats = [None] * len(items)
+    for idx in by_size.values():
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s:s + batch_size]
+            pixels = torch.stack([items[i][0] for i in chunk]).to(device)
+            for i, f in zip(chunk, model.backbone[0].body(normalize(pixels))["0"]):
+                feats[i] = f
+    return feats, [t for _, t in items]
 
 
 def pad_features(feats):

@@ -3,6 +3,7 @@ their budget, best.pth chosen on validation), kill -9 + `--resume auto` equal to
 adversarial step, config errors."""
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,3 +182,25 @@ def test_config_errors_name_the_key(tiny_cfg_args):
     with pytest.raises(ValueError, match="generator.space"):
         main(_cli("train", path, ov, "generator.space=rgb"))
     json.dumps(load_cfg(path, ov).detr.num_queries)
+
+
+def test_cached_backbone_features_are_each_image_alone(gender_data):
+    """Images of one size share a backbone batch: each cached feature equals the image's own forward pass."""
+    from faap_detr.datasets.gender_coco import flip_item
+    from faap_detr.engine import backbone_features
+    from faap_detr.models.detr import build, normalize
+
+    cfg = load_cfg(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", [f"data.root={gender_data}"])
+    torch.manual_seed(0)
+    model = build(cfg)[0].eval()
+    ds = GenderCocoDataset(gender_data, "train", image_size=48, max_size=64)
+    feats, targets = backbone_features(model, ds, "cpu", flip=True, batch_size=3)
+    assert len(feats) == 2 * len(ds) and len(targets) == 2 * len(ds)
+    for i in (0, len(ds) - 1, len(ds), 2 * len(ds) - 1):
+        pixels, target = ds[i % len(ds)]
+        if i >= len(ds):
+            pixels, target = flip_item(pixels, target)
+        with torch.no_grad():
+            alone = model.backbone[0].body(normalize(pixels[None]))["0"][0]
+        torch.testing.assert_close(feats[i], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(targets[i]["boxes"], target["boxes"])
