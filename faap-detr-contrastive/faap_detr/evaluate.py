@@ -1,5 +1,6 @@
 """Per-gender COCO evaluation: inference sharded over ranks and merged, AP/AR per gender, the M-F gap, and bootstrap
-95 % intervals over images (paired: one resample of each gender's images scores baseline and perturbed alike)."""
+95 % intervals over images (paired: one resample of each gender's images scores baseline and perturbed alike; the
+resamples sharded over ranks and merged). COCOeval's per-image matching itself runs on every rank."""
 import numpy as np
 import torch
 from common_utils.metrics.detection import CocoImageEval
@@ -62,18 +63,17 @@ def _diff(a, b):
     return None if a is None or b is None else a - b
 
 
-def bootstrap(base, pert, n_samples, seed, confidence=0.95):
-    """Percentile intervals over image resamples (each gender resampled with replacement, paired between baseline
-    and perturbed) for every AP / AR, both gaps and the gap changes.
-
-    base, pert: {gender: CocoImageEval} of the same images. -> {name: [low, high]} (empty when n_samples is 0)."""
-    if n_samples <= 0:
-        return {}
+def bootstrap_rows(base, pert, n_samples, seed, rank=0, world_size=1):
+    """Resamples rank, rank + world_size, ... of one seeded sequence of image resamples (each gender resampled with
+    replacement, paired between baseline and perturbed). -> {resample index: {name: value}} for every AP / AR, both
+    gaps and the gap changes of that resample."""
     rng = np.random.default_rng(seed)
-    draws = {}
-    for _ in range(n_samples):
+    rows = {}
+    for i in range(n_samples):  # every rank draws the whole sequence (cheap), so shards do not depend on the world
         counts = {g: rng.multinomial(len(e.image_ids), np.full(len(e.image_ids), 1.0 / len(e.image_ids)))
                   for g, e in base.items()}
+        if i % world_size != rank:
+            continue
         row = {}
         for key, evals in (("baseline", base), ("perturbed", pert)):
             per, gaps = gap_summary(evals, counts)
@@ -84,7 +84,24 @@ def bootstrap(base, pert, n_samples, seed, confidence=0.95):
                 row[f"{key}.gap.{m}"] = gaps[m]
         for m in ("AP", "AR100"):
             row[f"change.gap.{m}"] = _diff(row[f"perturbed.gap.{m}"], row[f"baseline.gap.{m}"])
-        for k, v in row.items():
+        rows[i] = row
+    return rows
+
+
+def bootstrap(base, pert, n_samples, seed, confidence=0.95, ctx=None):
+    """Percentile intervals over image resamples for every AP / AR, both gaps and the gap changes; the resamples are
+    shared out over the ranks (`ctx`) and merged, so every world size gives the same intervals.
+
+    base, pert: {gender: CocoImageEval} of the same images. -> {name: [low, high]} (empty when n_samples is 0)."""
+    if n_samples <= 0:
+        return {}
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+    rows = {}
+    for part in all_gather_objects(bootstrap_rows(base, pert, n_samples, seed, rank, world)):
+        rows.update(part)
+    draws = {}
+    for i in sorted(rows):
+        for k, v in rows[i].items():
             if v is not None:
                 draws.setdefault(k, []).append(v)
     alpha = (1.0 - confidence) / 2
@@ -151,7 +168,7 @@ def evaluate(cfg, out_dir=None):
             check_finite_outputs(scores_finite(results[g]), 0, f"{key} detections ({g})")
             linf = max(linf, m)
         runs[key] = image_evals(gts, results, cat_ids)
-    intervals = bootstrap(runs["baseline"], runs["perturbed"], cfg.eval.bootstrap, cfg.eval.bootstrap_seed)
+    intervals = bootstrap(runs["baseline"], runs["perturbed"], cfg.eval.bootstrap, cfg.eval.bootstrap_seed, ctx=ctx)
     figures = []
     if ctx.is_main and cfg.eval.n_visualize > 0:
         for g, ds in sets.items():

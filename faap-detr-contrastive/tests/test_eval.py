@@ -99,3 +99,28 @@ def test_a_conflicting_budget_override_is_an_error(trained):
         main(["eval", "--config", str(path), *ov, "--epsilon", "0.5"])
     eps = load_generator(best)[1]
     assert load_generator(best, epsilon=eps)[1] == eps  # agreeing values are fine
+
+
+def test_bootstrap_resamples_sharded_over_ranks_merge_to_the_whole(gender_data):
+    """The resamples of two ranks are disjoint and together are the one-rank sequence, value for value."""
+    import numpy as np
+    from faap_detr.datasets.gender_coco import GENDERS, read_gender_json
+    from faap_detr.evaluate import PERSON, bootstrap, bootstrap_rows, image_evals
+
+    rng = np.random.default_rng(0)
+    gts = {g: read_gender_json(gender_data / f"gender_{g}_test.json") for g in GENDERS}
+
+    def jittered(scale):  # detections = ground-truth boxes moved by up to `scale` of their size, random scores
+        return {g: [{"image_id": a["image_id"], "category_id": PERSON, "score": float(rng.random()),
+                     "bbox": [v + scale * a["bbox"][2 + k % 2] * float(rng.uniform(-1, 1)) for k, v in
+                              enumerate(a["bbox"])]} for a in gt["annotations"]] for g, gt in gts.items()}
+
+    base, pert = image_evals(gts, jittered(0.3), [PERSON]), image_evals(gts, jittered(0.1), [PERSON])
+    whole = bootstrap_rows(base, pert, 12, seed=3)
+    shards = [bootstrap_rows(base, pert, 12, seed=3, rank=r, world_size=2) for r in range(2)]
+    assert sorted(shards[0]) == list(range(0, 12, 2)) and sorted(shards[1]) == list(range(1, 12, 2))
+    assert {**shards[0], **shards[1]} == whole
+    changes = [r["change.gap.AP"] for r in whole.values()]
+    assert len(set(changes)) > 1  # the resamples differ
+    lo, hi = bootstrap(base, pert, 12, seed=3)["change.gap.AP"]
+    assert min(changes) <= lo <= hi <= max(changes)
