@@ -11,7 +11,7 @@ def test_single_dataset(tmp_path, capsys):
     assert main(["gender_coco", "--out", str(tmp_path / "coco"), "--n", "8", "--seed", "1"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["dataset"] == "gender_coco" and line["n"] == 8
-    assert (tmp_path / "coco" / "gender_women_val.json").is_file()
+    assert (tmp_path / "coco" / "annotations" / "captions_val2017.json").is_file()
 
 
 def test_all_writes_each_dataset_under_its_name(tmp_path, monkeypatch, capsys):
