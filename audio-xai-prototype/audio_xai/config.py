@@ -49,7 +49,7 @@ DEFAULTS = {
         "pretrained_checkpoint": None,  # tcm_add-format detector; null = run_dir/stage1/avg_{stage1.n_average}_best.pth
         "feature_layer": "ssl",         # 'ssl' (XLS-R output fed to LL), 'conformer_in', 'hidden<k>' (hidden_states[k])
         "prototype_mode": "ema",        # ema | fixed | learnable
-        "spoof_prototype": "importance_weighted",  # ema: spoof frames weighted by w(t); 'mean' = the class mean
+        "spoof_prototype": "mean",      # ema: class means (the design's); 'importance_weighted': spoof frames by w(t)
         "ema_momentum": 0.99,
         "importance_hidden_dim": 256,
         "temperature": 0.07,

@@ -73,7 +73,9 @@ def main(argv=None) -> int:
     items = design_criteria(stage1, ev, sanity)
     write_criteria(out / "criteria.json", items)
     m = ev["methods"]
-    headline = {"detector_eval_eer": stage1[f"{ev['split']}_eer"], "probe_frame_auc": ev["probe"]["frame_auc"]}
+    headline = {"detector_eval_eer": stage1[f"{ev['split']}_eer"], "probe_frame_auc": ev["probe"]["frame_auc"],
+                "probe_frame_auc_utterance_labels": ev["probe"]["frame_auc_utterance_labels"],
+                "prototype_margin_frame_auc": ev["prototype_margin_localisation"]["frame_auc"]}
     for name, r in m.items():
         headline[f"{name}_frame_auc"] = r["localisation"]["frame_auc"]
         headline[f"{name}_waveform_deletion_auc"] = r["waveform_deletion_auc"]

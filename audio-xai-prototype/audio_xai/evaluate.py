@@ -213,7 +213,9 @@ def explain_utterance(detector, xai, wave: torch.Tensor, layer="ssl") -> dict:
 def frame_probe(cfg, detector, eval_h: list, eval_seglabs: list, eval_labels: list, device) -> dict:
     """How much frame-level spoof information the frozen h(t) carries: a logistic regression trained on the training
     split's frames with their 20 ms labels, scored by frame AUC on the evaluated split's frames (its spoof utterances,
-    as the maps are, and all of them). Needs the training split's segment labels."""
+    as the maps are, and all of them). Needs the training split's segment labels. ``frame_auc_utterance_labels``: the
+    same probe trained with the supervision Stage 2 has (every frame labelled with its utterance's class), scored the
+    same way: what utterance-level labels can localise linearly in h(t)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -230,14 +232,20 @@ def frame_probe(cfg, detector, eval_h: list, eval_seglabs: list, eval_labels: li
         frames, lab = align(h[0][mask[0]].cpu().numpy(), seg[u.utt_id])
         X.append(frames)
         Y.append(1 - lab.astype(int))
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(np.concatenate(X), np.concatenate(Y))
-    maps = [probe.decision_function(h) for h in eval_h]
+    utt_Y = [np.full(len(y), 1 - u.label) for y, u in zip(Y, ds.utterances)]                 # 1 = spoof utterance
     spoof = [i for i, y in enumerate(eval_labels) if y == 0 and eval_seglabs[i] is not None]
     every = [i for i, s in enumerate(eval_seglabs) if s is not None]
-    return {"frame_auc": frame_localisation([maps[i] for i in spoof], [eval_seglabs[i] for i in spoof])["frame_auc"],
-            "frame_auc_all_utts": frame_localisation([maps[i] for i in every],
-                                                     [eval_seglabs[i] for i in every])["frame_auc"],
-            "n_train_frames": int(sum(len(y) for y in Y)), "layer": str(cfg.model.feature_layer)}
+    out = {"n_train_frames": int(sum(len(y) for y in Y)), "layer": str(cfg.model.feature_layer)}
+    for name, targets in (("", Y), ("_utterance_labels", utt_Y)):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        probe.fit(np.concatenate(X), np.concatenate(targets))
+        maps = [probe.decision_function(h) for h in eval_h]
+        out[f"frame_auc{name}"] = frame_localisation([maps[i] for i in spoof], [eval_seglabs[i] for i in spoof])[
+            "frame_auc"]
+        if not name:
+            out["frame_auc_all_utts"] = frame_localisation([maps[i] for i in every],
+                                                           [eval_seglabs[i] for i in every])["frame_auc"]
+    return out
 
 
 def evaluate_xai(cfg, split: str | None = None, probe: bool = False) -> dict:
@@ -250,10 +258,11 @@ def evaluate_xai(cfg, split: str | None = None, probe: bool = False) -> dict:
     maps = {m: [] for m in METHODS}
     faith = {m: [] for m in METHODS}
     wave_faith = {m: [] for m in METHODS}
-    labels, seglabs, scores, hs, durations = [], [], [], [], []
+    labels, seglabs, scores, hs, durations, margins = [], [], [], [], [], []
     for index, (_, label, wave_np, seg) in enumerate(items):
         wave = torch.from_numpy(wave_np)[None].to(device)
         ex = explain_utterance(detector, xai, wave, cfg.model.feature_layer)
+        margins.append(ex["similarity"][:, 0] - ex["similarity"][:, 1])   # s(h, p_spoof) - s(h, p_bona) [T]
         rand = random_maps(len(ex["importance"]), cfg.seed, index, ev.n_random)
         ex["random"] = rand[0]
         if label == 0:  # removing spoof evidence is defined on spoofed utterances (never replaced by themselves)
@@ -298,6 +307,9 @@ def evaluate_xai(cfg, split: str | None = None, probe: bool = False) -> dict:
                                                      [durations[i] for i in with_labels], ev.resolutions)
         results["methods"][m] = r
     results["statistics"] = map_statistics(maps["importance"], labels)
+    # what w(t) is trained towards: frames closer to the spoof prototype than to the bona fide one
+    results["prototype_margin_localisation"] = frame_localisation([margins[i] for i in keep],
+                                                                  [seglabs[i] for i in keep])
     if probe:
         results["probe"] = frame_probe(cfg, detector, hs, seglabs, labels, device)
     out = stage_dir(cfg, "evaluate")

@@ -8,7 +8,7 @@ from audio_xai.data.dataset import SpoofDataset, iter_utterances, pad_or_crop
 from audio_xai.data.layouts import list_utterances, read_asvspoof2021_keys, read_in_the_wild_meta, read_segment_labels
 from audio_xai.data.rawboost import isd_additive, lnl_convolutive, rawboost, ssi_additive
 from common_utils.data import DataFormatError
-from conftest import make_cfg
+from conftest import ROOT, make_cfg
 
 
 def test_pad_or_crop():
@@ -161,3 +161,28 @@ def test_rawboost_algorithms_3_and_5():
     assert rawboost(x, 0, rng) is x
     with pytest.raises(ValueError, match="RawBoost"):
         rawboost(x, 9, rng)
+
+
+@pytest.mark.parametrize("layout", ["in_the_wild", "asvspoof2021_df"])
+def test_score_cli_on_real_layouts(tmp_path, detector_ckpt, layout):
+    """`score` reads each layout and scores it with a tcm_add-format checkpoint: one 'utt score' line per trial."""
+    from audio_xai.__main__ import main
+
+    if layout == "in_the_wild":
+        (tmp_path / "meta.csv").write_text("file,speaker,label\n0.wav,A,spoof\n1.wav,B,bona-fide\n2.wav,C,spoof\n")
+        utts = ["0", "1", "2"]
+        for u in utts:
+            _wav(tmp_path / f"{u}.wav")
+    else:
+        keys = tmp_path / "keys" / "DF" / "CM" / "trial_metadata.txt"
+        keys.parent.mkdir(parents=True)
+        keys.write_text(DF_KEYS)
+        utts = ["DF_E_2000026", "DF_E_2000027"]
+        for u in utts:
+            _wav(tmp_path / "ASVspoof2021_DF_eval" / "flac" / f"{u}.flac")
+    out = tmp_path / "scores.txt"
+    assert main(["score", "--config", str(ROOT / "configs" / "tiny.yaml"), "--checkpoint", str(detector_ckpt),
+                 "--split", "eval", "--out", str(out), f"data.root={tmp_path}", f"data.layout={layout}",
+                 "data.cut=6400", f"run_dir={tmp_path / 'run'}", "device=cpu"]) == 0
+    lines = [line.split() for line in out.read_text().splitlines()]
+    assert sorted(u for u, _ in lines) == sorted(utts) and all(np.isfinite(float(s)) for _, s in lines)

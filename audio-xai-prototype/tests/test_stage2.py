@@ -54,6 +54,9 @@ def test_cache_matches_recompute_and_explain_evaluate_run(tmp_path, data_root, d
                                           "utterance_eer", "range_eer"}
     assert set(res["statistics"]) == {"bonafide", "spoof"}
     assert 0 <= res["probe"]["frame_auc"] <= 1 and res["probe"]["n_train_frames"] > 100
+    assert 0 <= res["probe"]["frame_auc_utterance_labels"] <= 1
+    assert res["probe"]["frame_auc_utterance_labels"] != res["probe"]["frame_auc"]  # a different fit
+    assert 0 <= res["prototype_margin_localisation"]["frame_auc"] <= 1
 
 
 TRAIN_XAI = ["train-xai", "--config", str(ROOT / "configs" / "tiny.yaml"), "data.cut=8000", "train.epochs=3",

@@ -60,6 +60,23 @@ def test_dot_similarity_uses_unnormalised_frames():
         XAIStage2(5, 8, similarity="l2")
 
 
+def test_importance_weighted_class_means_hand_case():
+    """spoof_prototype=importance_weighted: a spoof utterance's frame counts w for spoof and 1 - w for bona fide."""
+    h = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 2.0], [4.0, 0.0]]])   # utt 0 spoof, utt 1 bona fide
+    y, mask = torch.tensor([0, 1]), torch.tensor([[True, True], [True, False]])
+    w = torch.tensor([[0.75, 0.25], [0.9, 0.9]])                               # w of the bona fide utt is ignored
+    means, counts = class_means(h, y, mask, normalize=False, spoof_weight=w)
+    torch.testing.assert_close(counts, torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(means[0], torch.tensor([0.75, 0.25]))
+    torch.testing.assert_close(means[1], (0.25 * h[0, 0] + 0.75 * h[0, 1] + h[1, 0]) / 2)
+    xai = XAIStage2(2, 4, similarity="dot", spoof_prototype="importance_weighted")
+    xai.update_prototypes(h, y, mask)
+    expected, _ = class_means(h, y, mask, normalize=False, spoof_weight=xai(h))
+    torch.testing.assert_close(xai.prototypes(), expected)
+    with pytest.raises(ValueError, match="spoof_prototype"):
+        XAIStage2(2, 4, spoof_prototype="median")
+
+
 def test_fixed_is_global_mean_and_other_modes_refuse_updates():
     torch.manual_seed(0)
     h, y = torch.randn(5, 6, 3), torch.tensor([0, 1, 1, 0, 1])

@@ -7,7 +7,7 @@ from torch import nn
 from ..losses import OBJECTIVES, SIMILARITIES, frame_similarity, stage2_loss
 
 MODES = ("ema", "fixed", "learnable")
-SPOOF_PROTOTYPES = ("importance_weighted", "mean")
+SPOOF_PROTOTYPES = ("mean", "importance_weighted")
 
 
 class ImportanceNetwork(nn.Module):
@@ -92,7 +92,7 @@ class XAIStage2(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int = 256, prototype_mode: str = "ema", ema_momentum: float = 0.99,
                  temperature: float = 0.07, lambda_bonafide_reg: float = 0.1, lambda_temporal_smooth: float = 0.1,
                  lambda_sparsity: float = 0.01, objective: str = "bonafide_null", similarity: str = "cosine",
-                 spoof_prototype: str = "importance_weighted"):
+                 spoof_prototype: str = "mean"):
         super().__init__()
         if spoof_prototype not in SPOOF_PROTOTYPES:
             raise ValueError(f"unknown spoof_prototype {spoof_prototype!r}; expected one of {SPOOF_PROTOTYPES}")
