@@ -124,7 +124,8 @@ def result_table(base, pert, intervals):
         rel = None if change is None or not gb[m] else change / abs(gb[m])
         gaps.append({"gap": f"{name} Gap (M-F)", "baseline": gb[m], "perturbed": gp[m], "change": change,
                      "change_relative": rel, "baseline_ci": intervals.get(f"baseline.gap.{m}"),
-                     "perturbed_ci": intervals.get(f"perturbed.gap.{m}"), "change_ci": intervals.get(f"change.gap.{m}")})
+                     "perturbed_ci": intervals.get(f"perturbed.gap.{m}"),
+                     "change_ci": intervals.get(f"change.gap.{m}")})
     return {"metrics": metrics, "gaps": gaps}
 
 

@@ -31,7 +31,8 @@ def build_parser():
 
     t = sub.add_parser("train", help="train the perturbation generator against the frozen DETR")
     common(t, run=True)
-    t.add_argument("--bidirectional", action="store_true", help="BidirectionalScoreContrastiveLoss (loss.bidirectional)")
+    t.add_argument("--bidirectional", action="store_true",
+                   help="BidirectionalScoreContrastiveLoss (loss.bidirectional)")
     t.add_argument("--method", choices=["contrastive", "adversarial"], help="overrides `method`")
     e = sub.add_parser("eval", help="per-gender COCO AP/AR, baseline vs perturbed, with bootstrap intervals")
     common(e)

@@ -7,7 +7,6 @@ person AP, the M-F gap, against the unperturbed detector) and the design's epoch
 import json
 import logging
 
-import torch
 from common_utils.data import SubgroupBalancedBatchSampler
 from common_utils.train import (
     OptimStep,

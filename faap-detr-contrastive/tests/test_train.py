@@ -57,7 +57,8 @@ def test_train_faap_outputs_exports_and_validation(tiny_cfg_args):
     assert state["extra"]["best"]["epoch"] == chosen
 
 
-@pytest.mark.parametrize("method,fault", [("contrastive", "after_checkpoint:1"), ("adversarial", "before_checkpoint:2")])
+@pytest.mark.parametrize("method,fault", [("contrastive", "after_checkpoint:1"),
+                                          ("adversarial", "before_checkpoint:2")])
 def test_train_faap_killed_and_resumed_equals_uninterrupted(tiny_cfg_args, tmp_path, method, fault):
     path, ov = tiny_cfg_args
     args = ov + ["train.epochs=3", f"method={method}"]

@@ -78,7 +78,8 @@ def label_images(captions_json, instances_json, min_votes=2, max_dissent=0):
     by_image = {}
     for i, c in enumerate(caps["annotations"]):
         if "image_id" not in c or not isinstance(c.get("caption"), str):
-            raise DataFormatError(captions_json, "caption entry lacks image_id or caption text", key=f"annotations[{i}]")
+            raise DataFormatError(captions_json, "caption entry lacks image_id or caption text",
+                                  key=f"annotations[{i}]")
         by_image.setdefault(c["image_id"], []).append(c["caption"])
     anns = {}
     for a in inst["annotations"]:  # fields checked by read_coco_json

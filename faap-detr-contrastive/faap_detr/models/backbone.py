@@ -8,7 +8,6 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .position_encoding import PositionEmbeddingSine
 
-
 # channels of a basic-block / bottleneck trunk cut after the layer, and its stride
 LAYERS = {"layer1": (64, 256, 4), "layer2": (128, 512, 8), "layer3": (256, 1024, 16), "layer4": (512, 2048, 32)}
 
