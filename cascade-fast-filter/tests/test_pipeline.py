@@ -53,7 +53,8 @@ def test_evaluate_prints_the_video_table(trained, capsys):
     run, common = trained
     assert main(["evaluate", *common, "cascade.stage2_gflops=5.0", "cascade.stage2_ms=2.0"]) == 0
     out = capsys.readouterr().out
-    assert "test (videos, convention deepfakebench)" in out and "| prob: mean of the frames' calibrated P(fake) |" in out
+    assert "test (videos, convention deepfakebench)" in out
+    assert "| prob: mean of the frames' calibrated P(fake) |" in out
     assert "Video-level cascade (logit)" in out
     rep = json.loads((run / "evaluation_report.json").read_text())
     overall, video = rep["overall"], rep["video"]
