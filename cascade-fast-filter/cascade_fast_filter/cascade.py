@@ -3,7 +3,8 @@
 Stage-2 scores come from a CSV (``scores.py``; any detector). Final score of a sample: stage-1 P(fake) when stage 1
 settles it as real (P(real) >= t), else the stage-2 score. Sweeping t gives the standard cascade trade-off: AUC /
 accuracy against the average cost per frame C1 + (1 - filtration) C2, in GFLOPs and in ms. The operating point is the
-cheapest t (in GFLOPs) with leakage <= ``cascade.max_leakage`` and AUC >= stage 2's AUC - ``cascade.max_auc_drop``,
+cheapest t (in GFLOPs) whose leakage, as its ``cascade.leakage_confidence`` upper bound, is <= ``cascade.max_leakage``
+and AUC >= stage 2's AUC - ``cascade.max_auc_drop``,
 chosen on ``cascade.select_split`` and reported on ``cascade.split``. On video data the same runs at video level:
 a video is settled when its aggregated P(real) >= t (``evaluation.video_aggregate``), and stage 2 then scores none of
 its frames; stage 2's video score is the mean of its frames' scores.
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from common_utils.data import DataFormatError  # noqa: E402
 from common_utils.metrics import binary_metrics, video_metrics  # noqa: E402
+from scipy.stats import beta  # noqa: E402
 
 from .config import local_context  # noqa: E402
 from .costs import pair, stage1_costs, stage2_costs  # noqa: E402
@@ -41,18 +43,36 @@ def cascade_point(p1, s2, labels, threshold, rule, costs, weights=None, conventi
     w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
     n_fake = int(np.sum(labels == 1))
     frame_filtration = float(w[settled].sum() / w.sum())
+    n_leaked = int((settled & (labels == 1)).sum())
     point = {"threshold": float(threshold), "auc": m["auc"], "accuracy": m["acc"], "f1": m["f1"],
              "filtration_rate": float(settled.mean()), "frame_filtration": frame_filtration,
-             "leakage_rate": float((settled & (labels == 1)).sum() / n_fake) if n_fake else None}
+             "leakage_rate": n_leaked / n_fake if n_fake else None, "n_leaked": n_leaked, "n_fake": n_fake}
     point.update({f"avg_cost_{unit}": expected_cost(c1, c2, frame_filtration) for unit, (c1, c2) in costs.items()})
     return point
 
 
+def leakage_upper_bound(n_leaked: int, n_fake: int, confidence: float) -> float | None:
+    """One-sided Clopper-Pearson upper bound on the leakage rate from ``n_leaked`` of ``n_fake`` fakes settled;
+    ``confidence`` 0 gives the point estimate. None without fakes."""
+    if n_fake == 0:
+        return None
+    if confidence <= 0:
+        return n_leaked / n_fake
+    return 1.0 if n_leaked >= n_fake else float(beta.ppf(confidence, n_leaked + 1, n_fake - n_leaked))
+
+
 def choose_operating_point(points: list[dict], max_leakage: float, min_auc: float | None = None,
-                           unit: str = "gflops"):
-    """Cheapest point (by ``avg_cost_<unit>``; ties: higher AUC) with leakage <= max_leakage and AUC >= min_auc;
-    None when none qualifies."""
-    ok = [p for p in points if p["leakage_rate"] is not None and p["leakage_rate"] <= max_leakage
+                           unit: str = "gflops", confidence: float = 0.0):
+    """Cheapest point (by ``avg_cost_<unit>``; ties: higher AUC) whose leakage, as its one-sided ``confidence`` upper
+    bound (0: the point estimate), is <= max_leakage and whose AUC >= min_auc; None when none qualifies.
+
+    A point estimate at the edge of the constraint on a finite selection split exceeds it on new data about half the
+    time; the upper bound keeps the constraint with that confidence (counting frames as independent at frame level,
+    which frames of one video are not: the bound is then optimistic)."""
+    def upper(p):
+        return leakage_upper_bound(p["n_leaked"], p["n_fake"], confidence)
+
+    ok = [p for p in points if upper(p) is not None and upper(p) <= max_leakage
           and (min_auc is None or (p["auc"] is not None and p["auc"] >= min_auc))]
     if not ok:
         return None
@@ -131,7 +151,8 @@ def _level_report(cfg, select, report, level, costs) -> dict:
     sp1, ss2, sy, sw = select.level(level)
     select_auc2 = stage2_auc(ss2, sy)
     min_auc = None if select_auc2 is None else select_auc2 - c.max_auc_drop
-    chosen_on_select = choose_operating_point(sweep(sp1, ss2, sy, sw), c.max_leakage, min_auc)
+    chosen_on_select = choose_operating_point(sweep(sp1, ss2, sy, sw), c.max_leakage, min_auc,
+                                              confidence=c.leakage_confidence)
     chosen = None
     if chosen_on_select is not None:
         chosen = next(p for p in points if p["threshold"] == chosen_on_select["threshold"])
@@ -139,6 +160,9 @@ def _level_report(cfg, select, report, level, costs) -> dict:
         chosen = {**chosen, "auc_drop": None if auc2 is None or chosen["auc"] is None else auc2 - chosen["auc"],
                   **{f"cost_ratio_{unit}": chosen[f"avg_cost_{unit}"] / c2 for unit, (_, c2) in costs.items()},
                   "selected_on": {"split": select.rows[0].split, "leakage_rate": chosen_on_select["leakage_rate"],
+                                  "leakage_upper_bound": leakage_upper_bound(
+                                      chosen_on_select["n_leaked"], chosen_on_select["n_fake"], c.leakage_confidence),
+                                  "confidence": c.leakage_confidence,
                                   "auc": chosen_on_select["auc"], "stage2_auc": select_auc2}}
     return {"n": int(len(y)), "n_fake": int(np.sum(y == 1)), "sweep": points, "references": refs,
             "operating_point": chosen}
@@ -167,7 +191,8 @@ def run_cascade(cfg, checkpoint=None, temperature_file=None, stage2_csv=None) ->
               "settle_rule": cfg.evaluation.settle_rule, "convention": cfg.eval.convention,
               "costs": {"stage1": c1, "stage2": c2, "batch_size": cfg.eval.batch_size,
                         "device": str(local_context(cfg.device).device)},
-              "stage2_scores": str(stage2_csv), "max_leakage": c.max_leakage, "max_auc_drop": c.max_auc_drop,
+              "stage2_scores": str(stage2_csv), "max_leakage": c.max_leakage,
+              "leakage_confidence": c.leakage_confidence, "max_auc_drop": c.max_auc_drop,
               "video_aggregate": cfg.evaluation.video_aggregate}
     for level in levels:
         report[level] = _level_report(cfg, select_split, report_split, level, costs)
@@ -185,8 +210,8 @@ def run_cascade(cfg, checkpoint=None, temperature_file=None, stage2_csv=None) ->
                   f"{op['filtration_rate']:.3f}, leakage {op['leakage_rate']:.3f}, cost "
                   + ", ".join(f"{op[f'cost_ratio_{u}']:.3f} x stage 2 ({u})" for u in costs))
         else:
-            print(f"{level}: no threshold keeps leakage <= {c.max_leakage} and AUC within {c.max_auc_drop} of "
-                  f"stage 2 on {report['select_split']}")
+            print(f"{level}: no threshold keeps leakage <= {c.max_leakage} (upper bound at confidence "
+                  f"{c.leakage_confidence:g}) and AUC within {c.max_auc_drop} of stage 2 on {report['select_split']}")
     op = report["frame"]["operating_point"]
     settled = settled_mask(report_split.p1, op["threshold"], cfg.evaluation.settle_rule) if op else \
         np.zeros(len(report_split.rows), bool)

@@ -1,7 +1,7 @@
 """Cascade threshold analysis on hand-made cases: direction, leakage, bound, cost arithmetic."""
 import numpy as np
 import pytest
-from cascade_fast_filter.cascade import cascade_point, choose_operating_point
+from cascade_fast_filter.cascade import cascade_point, choose_operating_point, leakage_upper_bound
 from cascade_fast_filter.scores import read_score_csv
 from cascade_fast_filter.stage1.thresholds import analyze_cascade_thresholds, expected_cost, settled_mask
 from common_utils.data import DataFormatError
@@ -89,6 +89,19 @@ def test_cascade_point_and_operating_point():
     # the AUC floor (stage 2's AUC - max_auc_drop) excludes the cheaper point whose AUC fell
     assert p["auc"] < 1.0
     assert choose_operating_point([p, strict], max_leakage=0.6, min_auc=0.99) == strict
+
+
+def test_leakage_bound_keeps_the_constraint_with_confidence():
+    assert leakage_upper_bound(0, 162, 0.95) == pytest.approx(1 - 0.05 ** (1 / 162))  # k = 0: closed form
+    assert leakage_upper_bound(6, 162, 0.0) == pytest.approx(6 / 162) and leakage_upper_bound(3, 0, 0.95) is None
+    rng = np.random.default_rng(0)  # coverage: the bound lies above the true rate in >= 95 % of samples
+    k = rng.binomial(162, 0.04, size=4000)
+    assert np.mean([leakage_upper_bound(int(x), 162, 0.95) >= 0.04 for x in k]) >= 0.95
+    # 6 of 162 fakes leaked: 3.7 % meets 5 % as a point estimate, its 95 % upper bound (7.2 %) does not
+    cheap = {"n_leaked": 6, "n_fake": 162, "leakage_rate": 6 / 162, "auc": 0.99, "avg_cost_gflops": 1.0}
+    safe = {"n_leaked": 0, "n_fake": 162, "leakage_rate": 0.0, "auc": 0.99, "avg_cost_gflops": 2.0}
+    assert choose_operating_point([cheap, safe], 0.05) is cheap
+    assert choose_operating_point([cheap, safe], 0.05, confidence=0.95) is safe
 
 
 def test_score_csv_reading_and_errors(tmp_path):

@@ -53,7 +53,8 @@ def test_evaluate_prints_the_video_table(trained, capsys):
     run, common = trained
     assert main(["evaluate", *common, "cascade.stage2_gflops=5.0", "cascade.stage2_ms=2.0"]) == 0
     out = capsys.readouterr().out
-    assert "test (videos, convention deepfakebench)" in out and "| prob: mean of the frames' calibrated P(fake) |" in out
+    assert "test (videos, convention deepfakebench)" in out
+    assert "| prob: mean of the frames' calibrated P(fake) |" in out
     assert "Video-level cascade (logit)" in out
     rep = json.loads((run / "evaluation_report.json").read_text())
     overall, video = rep["overall"], rep["video"]
@@ -80,7 +81,9 @@ def test_infer_and_cascade_at_frame_and_video_level(trained, clips, tmp_path):
                  str(clips / "manifests/test_manifest.csv"), "--output", str(scores)]) == 0
     header = scores.read_text().splitlines()[0].split(",")
     assert header == ["image_path", "logit", "p_fake", "score", "cost_gflops", "cost_ms"]
-    assert main(["cascade", *common, "--stage2-scores", str(scores), "cascade.stage1_ms=1.0"]) == 0
+    # the tiny val split has too few fake videos to bound leakage by 5 % at 95 % confidence: point estimate here
+    assert main(["cascade", *common, "--stage2-scores", str(scores), "cascade.stage1_ms=1.0",
+                 "cascade.leakage_confidence=0"]) == 0
     casc = json.loads((run / "cascade_report.json").read_text())
     assert casc["select_split"] == "val" and casc["split"] == "test"
     assert casc["costs"]["stage2"]["gflops"] == pytest.approx(casc["costs"]["stage1"]["gflops"], rel=1e-4)
