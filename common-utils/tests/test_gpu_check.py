@@ -74,7 +74,7 @@ def test_fill_and_the_run_tables(gpu_check):
         assert (REPO / run.project).is_dir(), run.project
         args = gpu_check.fill(run.argv + gpu_check.DEVICE_OVERRIDES[run.project], data="D", run="R", precision="fp16",
                               device="cuda")
-        assert "fp16" in " ".join(args), f"{run.project}/{run.name} does not set the precision"
+        assert run.metrics is None or "fp16" in " ".join(args), f"{run.project}/{run.name} does not set the precision"
         for arg in args:  # every config file named in the table exists
             if arg.endswith(".yaml"):
                 assert (REPO / run.project / arg).is_file(), f"{run.project}/{arg}"
