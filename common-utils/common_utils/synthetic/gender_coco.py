@@ -2,9 +2,9 @@
 
 Each image (128-192 px per side) is a blurred, low-contrast photo-crop background with 1-2 stick-and-block figures
 (head, torso, arms, legs) that are the subject of the picture, as the people of COCO images whose captions name
-their gender mostly are (3 in some mixed scenes); each figure is a ``person`` (category 1) with its tight box. Nothing in the instance files
-says who is a man or a woman: as in COCO, the gender of a scene is only in its captions, so a gender split has to be
-built from them (``faap_detr make-gender-split`` reads exactly these files).
+their gender mostly are (3 in some mixed scenes); each figure is a ``person`` (category 1) with its tight box.
+Nothing in the instance files says who is a man or a woman: as in COCO, the gender of a scene is only in its captions,
+so a gender split has to be built from them (``faap_detr make-gender-split`` reads exactly these files).
 
 Scenes, per image (fractions of ``n``):
 
@@ -180,7 +180,10 @@ def caption(rng: np.random.Generator, scene: str, count: int) -> str:
         nouns = NOUNS[gender]
         if rng.random() < 0.15:  # possessive form
             singular, plural = _pick(rng, nouns)
-            owner = f"the {singular}'s" if count == 1 else f"the {plural}'" if plural.endswith("s") else f"the {plural}'s"
+            if count == 1:
+                owner = f"the {singular}'s"
+            else:
+                owner = f"the {plural}'" if plural.endswith("s") else f"the {plural}'s"
             return _coco_style(rng, f"{owner} {_pick(rng, OBJECTS)} {where}")
         subject = _noun_phrase(rng, nouns, count)
     else:
