@@ -1,6 +1,6 @@
 """Where the demo's real/fake signal is along the Stage 2 path, and how strong it must be for Stage 2 to fit it.
 
-``python script/stage2_signal.py --demo DEMO_OUT [--shift 0 0.01 0.02] [key=value ...]`` reads a finished demo run
+``python script/stage2_signal.py --demo DEMO_OUT [key=value ...] [--shift 0 0.01 0.02]`` reads a finished demo run
 (``DEMO_OUT/stage2/config.yaml``, its feature cache and Stage 1 export) and prints one JSON line per shift:
 - ``probe``: for every tensor the untrained Stage 2 model computes (CLIP feature, Stage 1 / Stage 2 features, fusion
   intermediates, ``feat`` = the classifier input), an unregularised logistic regression run to convergence (train and
