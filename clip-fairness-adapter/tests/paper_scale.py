@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from common_utils.data import SubgroupBalancedBatchSampler
-from common_utils.train import OptimStep, adamw, step_options
 from torch.utils.data import DataLoader, Dataset
 
 FAKE_STRENGTH = (1.0, 1.0, 0.6, 0.7, 1.0, 0.9, 0.6, 0.7)  # per subgroup (PG-FDD order)

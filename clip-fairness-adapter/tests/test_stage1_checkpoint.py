@@ -68,8 +68,8 @@ def test_no_adapter_keys_is_an_error(tmp_path):
 
 
 def test_misshaped_adapter_is_an_error(tmp_path):
-    sd = {f"additive_adapter.{k}": v for k, v in
-          Stage2IndependentAdapterModel(None, 768, stage1_hidden_dim=256, kv="global").stage1_adapter.state_dict().items()}
+    adapter = Stage2IndependentAdapterModel(None, 768, stage1_hidden_dim=256, kv="global").stage1_adapter
+    sd = {f"additive_adapter.{k}": v for k, v in adapter.state_dict().items()}
     torch.save({"model_state_dict": sd}, tmp_path / "c.pth")
     with pytest.raises(StateDictMismatchError, match="mis-shaped"):
         Stage2IndependentAdapterModel(None, 768, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")

@@ -147,7 +147,10 @@ def test_config_and_data_errors(data_root, tmp_path, stage1_run):
 def test_non_finite_loss_stops_with_the_step(stage1_run, data_root, tmp_path, monkeypatch):
     from clip_fairness_adapter.losses import Stage2FairnessLoss
 
-    monkeypatch.setattr(Stage2FairnessLoss, "forward", lambda self, f, y, s: (f.sum() * float("nan"), {"real_pairs": 1, "fake_pairs": 1}))
+    def nan_loss(self, f, y, s):
+        return f.sum() * float("nan"), {"real_pairs": 1, "fake_pairs": 1}
+
+    monkeypatch.setattr(Stage2FairnessLoss, "forward", nan_loss)
     with pytest.raises(NonFiniteLossError, match="batch 1/"):
         train(tiny_cfg(2, data_root, tmp_path / "nan", f"stage1_checkpoint={stage1_run}/best.pth",
                        "loss_weighting.fair_warmup_epochs=0"))

@@ -152,7 +152,7 @@ class BatchedSinkhorn:
 
 
 def sinkhorn_loop_reference(xs, ys, blur: float, scaling: float, diameter: float | None) -> torch.Tensor:
-    """The per-pair geomloss loop (one ``SamplesLoss`` call per pair): the reference the tests and bench compare with."""
+    """The per-pair geomloss loop (one ``SamplesLoss`` call per pair): what the tests and the bench compare with."""
     from geomloss import SamplesLoss
 
     loss = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, diameter=diameter, backend="tensorized")

@@ -8,8 +8,8 @@ file is read through ``common_utils.safe_load`` (no pickled code runs, no ``torc
   config. A plain ``ViT-L-14`` with a state-dict file is refused: it would silently use nn.GELU where the OpenAI
   weights need QuickGELU.
 - an open_clip folder (``open_clip_config.json`` + ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``,
-  the layout open_clip publishes): ``clip.name: local-dir:/path`` (``clip.pretrained`` must be null); ``hf-hub:org/repo``
-  is handed to open_clip.
+  the layout open_clip publishes): ``clip.name: local-dir:/path`` (``clip.pretrained`` must be null);
+  ``hf-hub:org/repo`` is handed to open_clip.
 - an architecture open_clip does not ship: ``clip.model_config: my_arch.json`` (an open_clip model config, registered
   under its file stem) with ``clip.name: my_arch``.
 ``clip.pretrained: null`` with a config name builds random weights and logs that it did (tests).

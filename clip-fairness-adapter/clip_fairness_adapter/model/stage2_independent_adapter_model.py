@@ -24,8 +24,9 @@ class Stage2IndependentAdapterModel(nn.Module):
     feature; cross-attention fusion (Stage 2 queries Stage 1) with a dynamic gate; MLP classifier D->384->192->2.
 
     forward(data_dict): 'image' [B,3,H,W], or cached 'clip_feat' [B,D] (raw ``encode_image`` output) and, in
-    ``kv='tokens'`` mode, 'clip_tokens' [B,K,D] (D = the encoder's feature size, 768 for ViT-L/14). Returns every key of the design (clip_features, stage1_features,
-    stage2_features, fused_features, fused_features_norm, gate, attn_weights, cls, prob) plus ``feat`` (the
+    ``kv='tokens'`` mode, 'clip_tokens' [B,K,D] (D = the encoder's feature size, 768 for ViT-L/14). Returns every key
+    of the design (clip_features, stage1_features, stage2_features, fused_features, fused_features_norm, gate,
+    attn_weights, cls, prob) plus ``feat`` (the
     classifier input, read by DeepfakeBench-style trainers), ``stage1_tokens`` and the fusion intermediates.
     Attribute names follow the upstream state dict (``binary_classifier``, ``fusion.*``, ...).
     """
@@ -128,7 +129,8 @@ def build_model(cfg, encoder: FrozenCLIPImageEncoder | None, feature_dim: int | 
 
 def load_trained(cfg, encoder: FrozenCLIPImageEncoder, checkpoint: str | os.PathLike,
                  device: torch.device | str = "cpu") -> Stage2IndependentAdapterModel:
-    """A Stage 2 model in eval mode with the heads of ``checkpoint`` (our ``best.pth`` export or a run's ``last.pth``)."""
+    """A Stage 2 model in eval mode with the heads of ``checkpoint`` (our ``best.pth`` export or a run's
+    ``last.pth``)."""
     model = build_model(cfg, encoder)
     model.load_heads_state_dict(read_stage2_heads(checkpoint), str(checkpoint))
     return model.to(device).eval()

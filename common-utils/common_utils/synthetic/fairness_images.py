@@ -257,7 +257,7 @@ def _faces(out: Path, seed: int, n: int, captions: list) -> dict:
         counts[f"fairface_{split}"] = count
     rng = np.random.default_rng([seed, 203])
     weights = (0.15, 0.5, 0.2, 0.15)  # UTKFace: mostly white
-    for i in range(n // 3):
+    for _ in range(n // 3):
         race, female = int(rng.choice(4, p=weights)), int(rng.integers(2))
         person = subject(rng, female * 4 + race)
         race_id = UTKFACE_RACE[race] if race != 3 else int(rng.choice([3, 4]))
