@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from common_utils.data import SpaiRow
 from common_utils.metrics import binary_metrics, roc_auc
 from common_utils.train import (
     OptimStep,
@@ -142,16 +143,30 @@ def predict(model, loader, ctx, cfg) -> tuple[np.ndarray, np.ndarray]:
     return s[order], y[order].astype(int)
 
 
+def set_metrics(labels, scores) -> dict:
+    """AUC, AP, accuracy at 0.5 of one test set scored together; a single-class set is flagged (no AUC/AP)."""
+    m = binary_metrics(labels, scores)
+    return {"auc": m["auc"], "ap": m["ap"], "acc": m["acc"], "n": m["n"], "n_real": m["n_neg"], "n_fake": m["n_pos"],
+            "single_class": m["n_pos"] == 0 or m["n_neg"] == 0}
+
+
 def evaluate_rows(model, rows, ctx, cfg, resize_to=None, batch_size=None, perturb=None) -> dict:
-    """Metrics of one test set scored together; a single-class set is flagged and gets no AUC/AP."""
+    """:func:`set_metrics` of ``rows`` plus their ``scores`` and ``labels`` (in row order)."""
     loader = build_loader(rows, EvalTransform(cfg.DATA.IMG_SIZE, resize_to, perturb),
                           batch_size or cfg.DATA.TEST_BATCH_SIZE, ctx, cfg, train=False, collate=collate_list,
                           prefetch=cfg.DATA.TEST_PREFETCH_FACTOR)
     scores, labels = predict(model, loader, ctx, cfg)
-    m = binary_metrics(labels, scores)
-    out = {"auc": m["auc"], "ap": m["ap"], "acc": m["acc"], "n": m["n"], "n_real": m["n_neg"], "n_fake": m["n_pos"],
-           "single_class": m["n_pos"] == 0 or m["n_neg"] == 0}
-    return out | {"scores": scores, "labels": labels}
+    return set_metrics(labels, scores) | {"scores": scores, "labels": labels}
+
+
+def score_sets(model, sets: dict, ctx, cfg, resize_to=None, batch_size=None, perturb=None) -> dict:
+    """``{name: rows}`` -> ``{name: (scores, labels)}``, scoring an image listed in several sets once (the
+    per-generator sets share their real images)."""
+    unique = list(dict.fromkeys(r.image for rows in sets.values() for r in rows))
+    placeholder = [SpaiRow(path, 0, "test", i + 1) for i, path in enumerate(unique)]
+    scores = dict(zip(unique, evaluate_rows(model, placeholder, ctx, cfg, resize_to, batch_size, perturb)["scores"]))
+    return {name: (np.array([scores[r.image] for r in rows]), np.array([r.label for r in rows]))
+            for name, rows in sets.items()}
 
 
 def csv_roots(csvs, roots) -> list:
@@ -169,14 +184,12 @@ def csv_roots(csvs, roots) -> list:
 def evaluate_csvs(model, csvs, roots, ctx, cfg, out_dir: Path, tag: str, split: str | None = "test",
                   resize_to=None, batch_size=None) -> dict:
     """Score every CSV; write ``<name>_scores.csv`` per CSV and the per-test-set table (JSON, Markdown, CSV)."""
+    sets = {Path(c).stem: read_rows(c, r, split) for c, r in zip(csvs, csv_roots(csvs, roots))}
     results = {}
-    for csv_path, root in zip(csvs, csv_roots(csvs, roots)):
-        rows = read_rows(csv_path, root, split)
-        m = evaluate_rows(model, rows, ctx, cfg, resize_to, batch_size)
-        name = Path(csv_path).stem
-        results[name] = {k: v for k, v in m.items() if k not in ("scores", "labels")}
+    for name, (scores, labels) in score_sets(model, sets, ctx, cfg, resize_to, batch_size).items():
+        results[name] = set_metrics(labels, scores)
         if ctx.is_main:
-            write_scores(out_dir / f"{name}_scores.csv", rows, m["scores"], tag)
+            write_scores(out_dir / f"{name}_scores.csv", sets[name], scores, tag)
     if ctx.is_main:
         write_test_tables(results, out_dir)
     return results

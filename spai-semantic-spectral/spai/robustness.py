@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .data import read_rows
-from .engine import csv_roots, evaluate_rows
+from .engine import csv_roots, score_sets, set_metrics
 from .tables import _fmt
 
 # strengths per perturbation, mildest first; the clean images are the reference point of every curve
@@ -63,11 +63,11 @@ class Perturbation:
 
 def sweep(model, csvs, roots, ctx, cfg, kinds=tuple(LEVELS), batch_size=None) -> dict:
     """``{"clean": {set: auc}, kind: {level: {set: auc}}}`` over the test CSVs (split ``test``)."""
-    rows = {Path(c).stem: read_rows(c, r, "test") for c, r in zip(csvs, csv_roots(csvs, roots))}
+    sets = {Path(c).stem: read_rows(c, r, "test") for c, r in zip(csvs, csv_roots(csvs, roots))}
 
     def aucs(perturb):
-        return {name: evaluate_rows(model, r, ctx, cfg, batch_size=batch_size, perturb=perturb)["auc"]
-                for name, r in rows.items()}
+        scored = score_sets(model, sets, ctx, cfg, batch_size=batch_size, perturb=perturb)
+        return {name: set_metrics(labels, scores)["auc"] for name, (scores, labels) in scored.items()}
 
     out = {"clean": aucs(None)}
     for kind in kinds:
