@@ -11,7 +11,7 @@ DATA := outputs/data
 DEMO := outputs/demo
 DEMO_SEED ?= 0
 
-.PHONY: install demo study test lint bench test-slurm clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
+.PHONY: install demo study test lint bench gpu-check test-slurm split-repos test-split clean $(addprefix test-,$(PROJECTS)) $(addprefix demo-,$(DEMO_PROJECTS)) data
 
 install: $(STAMP)
 
@@ -22,20 +22,36 @@ $(STAMP): constraints.txt $(addsuffix /pyproject.toml,$(PROJECTS))
 	$(VENV)/bin/python -m pip install --quiet -c constraints.txt pytest ruff $(addprefix -e ./,$(PROJECTS))
 	@touch $@
 
+# each project's suite in its own pytest process, TEST_JOBS of them side by side (single-threaded each)
+TEST_JOBS ?= $(shell nproc)
+TEST_LOGS := outputs/test-logs
 test: $(STAMP)
-	@failed=""; for p in $(PROJECTS); do \
-	  if [ -d $$p/tests ]; then \
-	    echo "=== pytest $$p"; \
-	    (cd $$p && $(PY) -m pytest -q) || failed="$$failed $$p"; \
-	  fi; \
+	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/*; \
+	printf '%s\n' $(PROJECTS) | xargs -P $(TEST_JOBS) -I{} bash -c \
+	  'test -d {}/tests || exit 0; cd {} && OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider \
+	   > $(CURDIR)/$(TEST_LOGS)/{}.log 2>&1; echo $$? > $(CURDIR)/$(TEST_LOGS)/{}.rc'; \
+	failed=""; for p in $(PROJECTS); do \
+	  [ -f $(TEST_LOGS)/$$p.rc ] || continue; \
+	  echo "=== pytest $$p"; cat $(TEST_LOGS)/$$p.log; \
+	  [ "$$(cat $(TEST_LOGS)/$$p.rc)" = 0 ] || failed="$$failed $$p"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
 
 $(addprefix test-,$(PROJECTS)): test-%: $(STAMP)
 	cd $* && $(PY) -m pytest -q
 
+# Real SLURM: a two-node cluster on this machine (network namespaces; one node where they are unavailable), every
+# training job file on two ranks, against one process, scancel + resubmit and scontrol requeue (root + apt needed).
 test-slurm: $(STAMP)
 	$(PY) -m pytest tests/slurm -q
+
+# Standalone repositories + a superproject bundling them as submodules: make split-repos OUT=DIR [REMOTE_BASE=URL]
+split-repos:
+	@test -n "$(OUT)" || { echo "usage: make split-repos OUT=DIR [REMOTE_BASE=URL]"; exit 2; }
+	$(PYTHON_BOOT) tools/split_repos.py --out "$(OUT)" $(if $(REMOTE_BASE),--remote-base "$(REMOTE_BASE)")
+
+test-split: $(STAMP)
+	$(PY) -m pytest tests/split -q
 
 data: $(STAMP)
 	$(PY) -m common_utils.synthetic all --out $(DATA)
@@ -53,8 +69,14 @@ study: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Each bench pins its own thread count (1 by default), prints progress on stderr and its JSON (with `ratios`) on stdout.
 bench: $(STAMP)
 	@for f in $(wildcard */bench/*.py); do echo "=== $$f"; (cd $$(dirname $$(dirname $$f)) && $(PY) bench/$$(basename $$f)) || exit 1; done
+
+# GPU-only checks (AMP training steps, torch.compile / channels_last, nccl, extraction throughput) as JSON; without a
+# CUDA device it prints {"skipped": "no CUDA device", ...} and exits 0.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf outputs

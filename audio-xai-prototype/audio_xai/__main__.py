@@ -3,8 +3,10 @@ import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
+from common_utils.cli import run_cli
 from common_utils.train import parse_args_with_overrides
 
 from .config import detector_checkpoint, get_config, stage_dir
@@ -60,4 +62,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, prog="python -m audio_xai"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common_utils.cli import run_cli
 from common_utils.train import parse_args_with_overrides
 
 from .stage1.utils import get_config
@@ -56,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, prog="python -m cascade_fast_filter"))

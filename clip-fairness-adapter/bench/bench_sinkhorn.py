@@ -1,64 +1,173 @@
-"""Batched (one padded geomloss call) vs looped (one call per pair) Sinkhorn over the 28 pairs of 8 subgroups.
+"""The project's Sinkhorn fairness loss against upstream's per-pair geomloss loop, timed side by side in one run.
 
-Prints JSON: seconds per evaluation (forward + backward) for both and their ratio, plus the max difference.
-Usage: python bench/bench_sinkhorn.py [--n-min 4 --n-max 12 --dim 768 --repeats 5]
+Stage 1 case (the named ratio): a batch of 64 balanced over the 8 subgroups (``--points`` = 8 rows each), 768-d
+unit-norm features, all 28 subgroup pairs through ``PairwiseFairnessLoss`` (the project's loss) vs one
+``SamplesLoss`` call per pair (upstream's loop). Stage 2 case: the same batch balanced over class x subgroup
+(``--points`` / 2 rows per cell), 28 pairs within each class, ``Stage2FairnessLoss`` as the trainer builds it vs the
+loop over the 56 pairs. One evaluation = forward + backward to the features. blur, scaling and diameter come from the
+paper configs (both sides use the same diameter, so both run the same number of epsilon-scaling steps).
+
+    python bench/bench_sinkhorn.py [--threads 1] [--points 8] [--repeats 3] [--device cpu]
+
+stdout: JSON; ``ratios`` = loop seconds / loss seconds (medians of interleaved repeats after a warm-up).
+stderr: progress.
 """
 import argparse
 import json
+import os
+import statistics
+import sys
 import time
+from itertools import combinations
+from pathlib import Path
 
-import torch
-from clip_fairness_adapter.losses import BatchedSinkhorn
-from geomloss import SamplesLoss
+
+def pin_threads() -> int:
+    """``--threads N`` (default 1) into OMP/MKL before torch is imported, so its thread pools start at that size."""
+    n = 1
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            n = int(sys.argv[i + 1])
+        elif arg.startswith("--threads="):
+            n = int(arg.split("=", 1)[1])
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    return n
+
+
+THREADS = pin_threads()
+import torch  # noqa: E402
+from clip_fairness_adapter.losses import BatchedSinkhorn, PairwiseFairnessLoss  # noqa: E402
+from clip_fairness_adapter.trainer.stage2_independent_adapter_trainer import build_fair_loss  # noqa: E402
+from common_utils.train import load_config  # noqa: E402
+from geomloss import SamplesLoss  # noqa: E402
+
+torch.set_num_threads(THREADS)
+ROOT = Path(__file__).resolve().parents[1]
+NUM_SUBGROUPS = 8
+
+
+def log(msg: str) -> None:
+    print(f"[bench_sinkhorn] {msg}", file=sys.stderr, flush=True)
+
+
+def clock(device: torch.device):
+    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
+    if device.type == "cpu" and THREADS == 1:
+        return time.process_time, "process CPU time (1 thread)"
+    return time.perf_counter, "wall time"
+
+
+def medians(fns: dict, repeats: int, device: torch.device) -> dict:
+    """Seconds per call of each fn: one warm-up call each, then ``repeats`` rounds interleaving the fns; medians."""
+    now, _ = clock(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for r in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            t = now()
+            fn()
+            sync()
+            times[name].append(now() - t)
+        log(f"round {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+# ---- the two sides ------------------------------------------------------------------------------------------------
+def project_pairwise_loss(cfg) -> PairwiseFairnessLoss:
+    """The Stage 1 pairwise term as the trainer configures it (the only place that names the loss's constructor)."""
+    ls = cfg.loss
+    return PairwiseFairnessLoss(BatchedSinkhorn(ls.sinkhorn_blur, 2, ls.sinkhorn_scaling, ls.diameter),
+                                ls.num_subgroups, ls.min_samples_per_subgroup, ls.truncate)
+
+
+def upstream_loop(cfg) -> SamplesLoss:
+    ls = cfg.loss
+    return SamplesLoss("sinkhorn", p=2, blur=ls.sinkhorn_blur, scaling=ls.sinkhorn_scaling, diameter=ls.diameter,
+                       backend="tensorized")
+
+
+def loop_pairs(sk: SamplesLoss, features: torch.Tensor, subgroups: torch.Tensor) -> torch.Tensor:
+    """Upstream's form: one geomloss call per subgroup pair i < j, mean of the terms."""
+    groups = [features[subgroups == g] for g in range(NUM_SUBGROUPS)]
+    return torch.stack([sk(groups[i], groups[j]) for i, j in combinations(range(NUM_SUBGROUPS), 2)]).mean()
+
+
+def loop_stage2(sk: SamplesLoss, features, labels, subgroups) -> torch.Tensor:
+    """Upstream Stage 2: the pairwise loop within the real and within the fake class, mean over the classes."""
+    return torch.stack([loop_pairs(sk, features[labels == c], subgroups[labels == c]) for c in (0, 1)]).mean()
+
+
+def forward_backward(loss_fn, features: torch.Tensor, *args) -> float:
+    x = features.detach().clone().requires_grad_(True)
+    out = loss_fn(x, *args)
+    value = out[0] if isinstance(out, tuple) else out
+    value.backward()
+    return float(value.detach())
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--n-min", type=int, default=4)
-    p.add_argument("--n-max", type=int, default=12)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1, help="torch / OpenMP / MKL threads (default 1)")
+    p.add_argument("--points", type=int, default=8, help="rows per subgroup (Stage 1 batch 64 / 8 subgroups)")
     p.add_argument("--dim", type=int, default=768)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args()
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    if a.points < 4 or a.points % 2:
+        p.error("--points must be even and >= 4 (Stage 2 splits each subgroup over the two classes)")
+    cfg1 = load_config(ROOT / "config/train_stage1.yaml", ROOT / "config/train_stage1.yaml")
+    schema2 = ROOT / "config/train_stage2_independent_adapter.yaml"
+    cfg2 = load_config(schema2, schema2)
+
     g = torch.Generator().manual_seed(0)
-    sizes = torch.randint(args.n_min, args.n_max + 1, (8,), generator=g).tolist()
-    groups = [torch.nn.functional.normalize(torch.randn(n, args.dim, generator=g), dim=-1).to(args.device)
-              for n in sizes]
-    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]
-    batched = BatchedSinkhorn(blur=1e-4, diameter=2.0)
-    looped = SamplesLoss("sinkhorn", p=2, blur=1e-4, scaling=0.9, diameter=2.0, backend="tensorized")
+    n = NUM_SUBGROUPS * a.points
+    features = torch.nn.functional.normalize(torch.randn(n, a.dim, generator=g), dim=-1).to(device)
+    subgroups = torch.arange(NUM_SUBGROUPS).repeat_interleave(a.points).to(device)
+    labels = torch.arange(n, device=device) % 2  # each subgroup split evenly over real / fake
+    pairwise, loop1 = project_pairwise_loss(cfg1), upstream_loop(cfg1)
+    stage2, loop2 = build_fair_loss(cfg2), upstream_loop(cfg2)
 
-    def run_batched():
-        xs = [groups[i].clone().requires_grad_(True) for i, _ in pairs]
-        out = batched(xs, [groups[j] for _, j in pairs])
-        out.sum().backward()
-        return out.detach()
-
-    def run_looped():
-        out = []
-        for i, j in pairs:
-            x = groups[i].clone().requires_grad_(True)
-            v = looped(x, groups[j])
-            v.backward()
-            out.append(v.detach())
-        return torch.stack(out)
-
-    def timed(fn):
-        fn()  # warm-up
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(args.repeats):
-            res = fn()
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / args.repeats, res
-
-    t_b, v_b = timed(run_batched)
-    t_l, v_l = timed(run_looped)
-    print(json.dumps({"pairs": len(pairs), "group_sizes": sizes, "dim": args.dim, "device": args.device,
-                      "batched_s": t_b, "looped_s": t_l, "speedup_looped_over_batched": t_l / t_b,
-                      "max_abs_diff": float((v_b - v_l).abs().max())}))
+    values = {
+        "stage1_loss": forward_backward(pairwise, features, subgroups),
+        "stage1_loop": forward_backward(lambda x, s: loop_pairs(loop1, x, s), features, subgroups),
+        "stage2_loss": forward_backward(stage2, features, labels, subgroups),
+        "stage2_loop": forward_backward(lambda x, y, s: loop_stage2(loop2, x, y, s), features, labels, subgroups),
+    }
+    log(f"{THREADS} thread(s), {a.device}; Stage 1: 28 pairs of {a.points} points; Stage 2: 56 pairs of "
+        f"{a.points // 2}; values {values}")
+    sec = medians({
+        "stage1_loss": lambda: forward_backward(pairwise, features, subgroups),
+        "stage1_loop": lambda: forward_backward(lambda x, s: loop_pairs(loop1, x, s), features, subgroups),
+        "stage2_loss": lambda: forward_backward(stage2, features, labels, subgroups),
+        "stage2_loop": lambda: forward_backward(lambda x, y, s: loop_stage2(loop2, x, y, s), features, labels,
+                                                subgroups),
+    }, a.repeats, device)
+    ls = cfg1.loss
+    print(json.dumps({
+        "bench": "clip-fairness-adapter/bench/bench_sinkhorn.py",
+        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device)[1],
+        "repeats": a.repeats, "statistic": "median after 1 warm-up call",
+        "setup": {"subgroups": NUM_SUBGROUPS, "points_per_subgroup": a.points, "dim": a.dim,
+                  "features": "random unit-norm float32", "blur": ls.sinkhorn_blur, "scaling": ls.sinkhorn_scaling,
+                  "diameter": ls.diameter, "stage1_pairs": 28, "stage2_pairs": 56,
+                  "stage2_points_per_class_and_subgroup": a.points // 2,
+                  "loss": "clip_fairness_adapter.losses.PairwiseFairnessLoss / trainer build_fair_loss "
+                          "(Stage2FairnessLoss)",
+                  "loop": "geomloss SamplesLoss('sinkhorn', tensorized), one call per pair, same diameter"},
+        "seconds": sec,
+        "values": values,
+        "abs_diff": {"stage1": abs(values["stage1_loss"] - values["stage1_loop"]),
+                     "stage2": abs(values["stage2_loss"] - values["stage2_loop"])},
+        "ratios": {"sinkhorn_batched_vs_loop": sec["stage1_loop"] / sec["stage1_loss"],
+                   "sinkhorn_stage2_batched_vs_loop": sec["stage2_loop"] / sec["stage2_loss"]},
+        "ratio_definitions": {"sinkhorn_batched_vs_loop": "loop s / loss s, Stage 1 pairwise (28 pairs); target >= 15 "
+                                                          "at 1 thread",
+                              "sinkhorn_stage2_batched_vs_loop": "loop s / loss s, Stage 2 (2 x 28 pairs)"},
+    }, indent=1))
 
 
 if __name__ == "__main__":

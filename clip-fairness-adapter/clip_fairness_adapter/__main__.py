@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
+from common_utils.cli import run_cli
 from common_utils.train import load_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -52,4 +54,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, prog="python -m clip_fairness_adapter"))

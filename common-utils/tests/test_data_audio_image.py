@@ -34,7 +34,7 @@ def test_protocol_reads_bonafide_and_spoof(tmp_path):
     [
         ("LA_0079 LA_T_2 - A01 fake", "bad key 'fake'"),
         ("LA_T_2", "expected 5 fields .* got 1"),
-        ("LA_0079 LA_T_1 - A01 spoof", r"duplicate utterance 'LA_T_1' \(first on line 1\)"),
+        ("LA_0079 LA_T_1 - A01 spoof", r"utterance 'LA_T_1' is listed twice \(first at line 1\)"),
     ],
 )
 def test_protocol_errors_name_line(tmp_path, bad, pattern):
@@ -108,7 +108,7 @@ def test_partialspoof_bad_values_name_utterance(tmp_path):
     with pytest.raises(DataFormatError, match=r"\[utt8\]: segment labels must be a non-empty 1-D array"):
         read_partialspoof_labels(p)
     p = save_labels(tmp_path / "list.npy", np.array(["0", "1"], dtype=object))
-    with pytest.raises(DataFormatError, match="expected a dict"):
+    with pytest.raises(DataFormatError, match="expected a non-empty dict"):
         read_partialspoof_labels(p)
 
 

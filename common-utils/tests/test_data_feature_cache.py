@@ -142,12 +142,19 @@ def _ddp_worker(rank, world, port, data_dir, cache_dir, out_dir):
         feats = cache.load_or_build(files, ext, batch_size=2)
         second = Extractor()
         feats2 = cache.load_or_build(files, second, batch_size=2)
+        # inputs from a dataset: each rank loads the items of its own shard
+        loaded = []
+        feats3 = FeatureCache(cache_dir, "ddp-model-dataset", {"size": 8}).load_or_build(
+            files, lambda b: loaded.extend(b[1].tolist()) or b[0].tanh().reshape(len(b[0]), 2, 3), batch_size=2,
+            dataset=FileDataset(files))
         torch.save(
             {
                 "feats": feats.clone(),
                 "seen": [str(p) for p in ext.seen],
                 "seen2": len(second.seen),
                 "feats2": feats2.clone(),
+                "feats3": feats3.clone(),
+                "loaded": loaded,
             },
             Path(out_dir) / f"rank{rank}.pt",
         )
@@ -177,7 +184,9 @@ def test_ddp_two_ranks_build_disjoint_shards_and_merge(tmp_path):
     for r in res:
         torch.testing.assert_close(r["feats"], direct, rtol=0, atol=0)
         torch.testing.assert_close(r["feats2"], direct, rtol=0, atol=0)
+        torch.testing.assert_close(r["feats3"], direct, rtol=0, atol=0)
         assert r["seen2"] == 0  # second call is a hit on both ranks
+    assert sorted(res[0]["loaded"] + res[1]["loaded"]) == list(range(9)) and res[0]["loaded"] == [0, 1, 2, 3]
     entry = FeatureCache(tmp_path / "cache", "ddp-model", {"size": 8}).entry_dir(files)
     assert sorted(p.name for p in entry.iterdir()) == ["features.npy", "meta.json"]  # part files merged and removed
 
@@ -225,3 +234,134 @@ def test_ddp_errors_reach_every_rank_without_hanging(tmp_path, mode, expected):
     for r in range(2):
         assert (out / f"rank{r}.txt").read_text().startswith(expected[r])
     assert not list((tmp_path / "cache").rglob("features.npy"))
+
+
+# ------------------------------------------------------------------------------------- damaged entries, options
+
+
+def _damage_cases():
+    def truncate(entry):
+        f = entry / "features.npy"
+        f.write_bytes(f.read_bytes()[:-20])
+
+    def append(entry):
+        with open(entry / "features.npy", "ab") as f:
+            f.write(b"\0" * 24)
+
+    def garble_header(entry):
+        f = entry / "features.npy"
+        f.write_bytes(os.urandom(64) + f.read_bytes()[64:])
+
+    def garble_data(entry):
+        f = entry / "features.npy"
+        data = bytearray(f.read_bytes())
+        data[-5] ^= 0xFF  # one flipped byte inside the last feature
+        f.write_bytes(bytes(data))
+
+    def pickle_payload(entry):
+        import pickle
+
+        class RunsCode:
+            def __reduce__(self):
+                return os.system, (f"touch '{entry / 'RAN'}'",)
+
+        (entry / "features.npy").write_bytes(pickle.dumps(RunsCode()))
+
+    def truncate_meta(entry):
+        f = entry / "meta.json"
+        f.write_text(f.read_text()[:30])
+
+    def wrong_meta_shape(entry):
+        meta = json.loads((entry / "meta.json").read_text())
+        meta["shape"] = [5, 6]
+        (entry / "meta.json").write_text(json.dumps(meta))
+
+    def wrong_dtype_array(entry):
+        np.save(entry / "features.npy", np.zeros((5, 2, 3), dtype=np.float64))
+
+    return {f.__name__: f for f in (truncate, append, garble_header, garble_data, pickle_payload, truncate_meta,
+                                    wrong_meta_shape, wrong_dtype_array)}
+
+
+DAMAGE = _damage_cases()
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_entry_is_rebuilt_with_a_log_line(tmp_path, damage, caplog):
+    files = make_files(tmp_path / "data", 5)
+    cache = FeatureCache(tmp_path / "cache", "m", "fp")
+    cache.load_or_build(files, Extractor(), batch_size=2)
+    entry = cache.entry_dir(files)
+    DAMAGE[damage](entry)
+    ext = Extractor()
+    with caplog.at_level("WARNING", logger="common_utils.data.feature_cache"):
+        feats = cache.load_or_build(files, ext, batch_size=2)
+    assert ext.seen == files  # rebuilt
+    assert f"{entry}: unusable cache entry" in caplog.text and "rebuilding" in caplog.text
+    torch.testing.assert_close(feats, Extractor()(files), rtol=0, atol=0)
+    assert not (entry / "RAN").exists()
+    again = Extractor()
+    cache.load_or_build(files, again)
+    assert again.seen == []  # the rebuilt entry is a hit
+
+
+def test_verify_false_still_checks_size_and_metadata(tmp_path):
+    files = make_files(tmp_path / "data", 5)
+    cache = FeatureCache(tmp_path / "cache", "m", "fp", verify=False)
+    cache.load_or_build(files, Extractor())
+    for damage in ("truncate", "append", "garble_header", "wrong_meta_shape"):
+        DAMAGE[damage](cache.entry_dir(files))
+        ext = Extractor()
+        torch.testing.assert_close(cache.load_or_build(files, ext), Extractor()(files), rtol=0, atol=0)
+        assert ext.seen == files, damage
+
+
+def test_key_by_content_sees_edits_that_keep_size_and_mtime(tmp_path):
+    files = make_files(tmp_path / "data", 3)
+    by_stat = FeatureCache(tmp_path / "cache", "m", "fp")
+    by_content = FeatureCache(tmp_path / "cache", "m", "fp", key_by="content")
+    by_stat.load_or_build(files, Extractor())
+    by_content.load_or_build(files, Extractor())
+    st = files[1].stat()
+    files[1].write_bytes(np.full(6, 2.0, dtype=np.float32).tobytes())  # same size
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+    stale = Extractor()
+    by_stat.load_or_build(files, stale)
+    assert stale.seen == []  # size + mtime cannot see this edit
+    fresh = Extractor()
+    feats = by_content.load_or_build(files, fresh)
+    assert fresh.seen == files
+    torch.testing.assert_close(feats[1], torch.full((2, 3), 2.0).tanh())
+    with pytest.raises(ValueError, match="key_by"):
+        FeatureCache(tmp_path, "m", "fp", key_by="mtime")
+
+
+class FileDataset(torch.utils.data.Dataset):
+    """Model inputs: item i = (the vector of files[i] [6], the DataLoader worker id, or i in the main process)."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        worker = torch.utils.data.get_worker_info()
+        return torch.from_numpy(np.fromfile(self.files[i], dtype=np.float32)), (i if worker is None else worker.id)
+
+
+def test_dataset_inputs_are_loaded_by_workers_in_order(tmp_path):
+    files = make_files(tmp_path / "data", 7)
+    workers = set()
+
+    def encode(batch):
+        x, worker_ids = batch
+        workers.update(worker_ids.tolist())
+        return x.tanh().reshape(len(x), 2, 3)
+
+    cache = FeatureCache(tmp_path / "cache", "m", "fp")
+    feats = cache.load_or_build(files, encode, batch_size=2, dataset=FileDataset(files), num_workers=2)
+    torch.testing.assert_close(feats, Extractor()(files), rtol=0, atol=0)
+    assert workers == {0, 1}
+    with pytest.raises(ValueError, match="dataset has 6 items for 7 files"):
+        FeatureCache(tmp_path / "c2", "m", "fp").load_or_build(files, encode, dataset=FileDataset(files[:6]))

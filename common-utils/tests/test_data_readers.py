@@ -246,17 +246,18 @@ def test_deepfakebench_json_errors_name_key_path(tmp_path):
     path, data = dfb_json(tmp_path)
     with pytest.raises(
         DataFormatError,
-        match=r"FF\.json \[FaceForensics\+\+\.FF-DF\.test\.c23\.f_test_0\.label\]: "
-        r"label 'FF-DF' not in label_dict",
+        match=r"FF\.json \[FaceForensics\+\+\.FF-DF\.train\.c23\.f_train_0\.label\]: "
+        r"label 'FF-DF' not in label_dict",  # every split is validated, train first
     ):
         read_deepfakebench_json(path, {"FF-real": 0}, "test", check_files=False)
-    with pytest.raises(DataFormatError, match=r"\[FaceForensics\+\+\.FF-real\.val\]: no 'c40x' level"):
+    with pytest.raises(DataFormatError, match=r"\[FaceForensics\+\+\.FF-real\.train\]: no 'c40x' level"):
         read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "val", compression="c40x", check_files=False)
     del data["FaceForensics++"]["FF-DF"]["train"]
-    data["FaceForensics++"]["FF-real"]["test"]["c23"]["r_test_1"]["frames"][1] = 7
     write(path, json.dumps(data))
     with pytest.raises(DataFormatError, match=r"\[FaceForensics\+\+\.FF-DF\]: no 'train' split"):
         read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "train", check_files=False)
+    data["FaceForensics++"]["FF-real"]["test"]["c23"]["r_test_1"]["frames"][1] = 7
+    write(path, json.dumps(data))
     with pytest.raises(DataFormatError, match=r"r_test_1\.frames\[1\]\]: bad frame path 7"):
         read_deepfakebench_json(path, {"FF-real": 0, "FF-DF": 1}, "test", check_files=False)
     write(path, "{not json")

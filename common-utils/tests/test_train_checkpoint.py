@@ -3,6 +3,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from common_utils.safe_load import WeightsFileError
 from common_utils.train import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 
 
@@ -19,7 +20,7 @@ class _Custom:
 
 def test_pickled_objects_are_refused_unless_allowlisted(tmp_path):
     torch.save({"obj": _Custom()}, tmp_path / "x.pth")
-    with pytest.raises(RuntimeError, match="x.pth"):
+    with pytest.raises(WeightsFileError, match=r"x\.pth: checkpoint holds the pickled global .*_Custom"):
         load_checkpoint(tmp_path / "x.pth")
     assert isinstance(load_checkpoint(tmp_path / "x.pth", safe_globals=[_Custom])["obj"], _Custom)
 

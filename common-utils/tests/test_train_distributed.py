@@ -13,7 +13,7 @@ from common_utils.train import (
     gather_rng_states,
     init_distributed,
 )
-from common_utils.train.distributed import _first_slurm_host
+from common_utils.train.distributed import _env_from_slurm, _first_slurm_host
 
 
 def _free_port() -> int:
@@ -65,6 +65,34 @@ def test_single_process_is_not_distributed(monkeypatch):
 def test_slurm_nodelist_parsing():
     assert _first_slurm_host("node[03-05,07],gpu1") == "node03"
     assert _first_slurm_host("gpu17") == "gpu17"
+    assert _first_slurm_host("gpu17,gpu02") == "gpu17"
+    assert _first_slurm_host("lsnode[2-3]") == "lsnode2"
+    assert _first_slurm_host("rack[1-2]-n[08,09]") == "rack1-n08"  # every bracket group, text between kept
+    assert _first_slurm_host("a[7]b.cluster,c1") == "a7b.cluster"
+    assert _first_slurm_host("") == "127.0.0.1"
+    with pytest.raises(ValueError, match="without"):
+        _first_slurm_host("node[1-2")
+
+
+@pytest.mark.parametrize("variables, master", [
+    ({"SLURM_STEP_NODELIST": "n[4-5]", "SLURM_JOB_NODELIST": "n[1-5]"}, "n4"),  # the step's first node hosts rank 0
+    ({"SLURM_JOB_NODELIST": "n[1-5]"}, "n1"),
+    ({"SLURM_NODELIST": "gpu[10-11]"}, "gpu10"),
+    ({"SLURM_JOB_NODELIST": "n[1-5]", "MASTER_ADDR": "10.0.0.9"}, "10.0.0.9"),  # an explicit address wins
+])
+def test_two_node_slurm_task_gets_rendezvous_from_the_nodelist(monkeypatch, variables, master):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_STEP_NODELIST",
+                "SLURM_JOB_NODELIST", "SLURM_NODELIST"):
+        monkeypatch.setenv(var, "")  # recorded, so that the variables _env_from_slurm sets are undone afterwards
+        monkeypatch.delenv(var)
+    # task 1 of a 2-node x 1-task step: the second node, local rank 0
+    for var, value in {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "1234",
+                       **variables}.items():
+        monkeypatch.setenv(var, value)
+    _env_from_slurm()
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("1", "2", "0")
+    assert os.environ["MASTER_ADDR"] == master
+    assert os.environ["MASTER_PORT"] == "21234"
 
 
 def test_non_finite_loss_names_the_step():

@@ -1,64 +1,141 @@
-"""Cost of FAAP relative to plain DETR inference, measured side by side in one run; prints JSON.
+"""Cost of a FAAP generator training step relative to plain DETR inference, side by side in one run.
 
-python bench/bench_step.py [--config configs/tiny.yaml] [--device cpu] [--batch 4] [--size 64] [--iters 5]"""
+The paper config by default (``configs/default.yaml``: DETR-R50, 6 + 6 layers, 100 queries, generator with 32 base
+channels; random init: no weights needed for timing), on batches of ``--batch`` images of a generated gender_coco set
+resized to a ``--size`` px shorter side (512 by default, to keep the run near a minute on one core; ``--size 800`` is
+the paper's), read once before timing. Step = ``engine.train_faap_epoch`` over those batches (generator, frozen DETR
+forward and backward to the input, Hungarian matching, DETR + contrastive + Wasserstein losses, AdamW), past the
+contrastive warm-up; inference = ``engine.predict`` over the same batches (frozen DETR + post-processing).
+
+    python bench/bench_step.py [--threads 1] [--config configs/default.yaml] [--size 512] [--batch 2]
+                               [--batches 1] [--repeats 2] [--device cpu] [key=value ...]
+
+stdout: JSON with ``ratios.faap_step_vs_detr_inference`` (step s / inference s per batch); stderr: progress.
+"""
 import argparse
 import json
+import os
+import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-from faap_detr.main import build_contrastive, build_criterion, load_cfg
-from faap_detr.models.detr import FrozenDETR, build_detr, normalize
-from faap_detr.models.generator import PerturbationGenerator, apply_generator
-from faap_detr.models.projection_head import ProjectionHead
-from omegaconf import OmegaConf
+
+def pin_threads() -> int:
+    """``--threads N`` (default 1) into OMP/MKL before torch is imported, so its thread pools start at that size."""
+    n = 1
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            n = int(sys.argv[i + 1])
+        elif arg.startswith("--threads="):
+            n = int(arg.split("=", 1)[1])
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    return n
 
 
-def timed(fn, iters, device):
-    fn()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(iters):
+THREADS = pin_threads()
+import torch  # noqa: E402
+from common_utils.data import SubgroupBalancedBatchSampler  # noqa: E402
+from common_utils.train import init_distributed, make_grad_scaler  # noqa: E402
+from faap_detr.datasets.gender_coco import GenderCocoDataset, collate  # noqa: E402
+from faap_detr.engine import predict, train_faap_epoch  # noqa: E402
+from faap_detr.main import build_contrastive, build_criterion, build_frozen_detr, load_cfg  # noqa: E402
+from faap_detr.models.generator import PerturbationGenerator  # noqa: E402
+from faap_detr.models.projection_head import ProjectionHead  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+torch.set_num_threads(THREADS)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def log(msg: str) -> None:
+    print(f"[bench_step] {msg}", file=sys.stderr, flush=True)
+
+
+def clock(device: torch.device):
+    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
+    if device.type == "cpu" and THREADS == 1:
+        return time.process_time, "process CPU time (1 thread)"
+    return time.perf_counter, "wall time"
+
+
+def medians(fns: dict, repeats: int, device: torch.device) -> dict:
+    """Seconds per call of each fn: one warm-up call each, then ``repeats`` rounds interleaving the fns; medians."""
+    now, _ = clock(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for fn in fns.values():
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / iters
+    times = {name: [] for name in fns}
+    for r in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            t = now()
+            fn()
+            sync()
+            times[name].append(now() - t)
+        log(f"round {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1, help="torch / OpenMP / MKL threads (default 1)")
+    p.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
+    p.add_argument("--size", type=int, default=512, help="shorter image side (paper: 800; longer side <= 5/3 of it)")
+    p.add_argument("--batch", type=int, default=2, help="images per batch (paper: 7)")
+    p.add_argument("--batches", type=int, default=1, help="batches per timed call")
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("overrides", nargs="*", help="config key=value")
     a = p.parse_args()
-    cfg = load_cfg(a.config)
-    dev = torch.device(a.device)
-    detr = FrozenDETR(build_detr(OmegaConf.to_container(cfg.detr))).to(dev)
-    gen = PerturbationGenerator(cfg.generator.base_channels, 0.1).to(dev)
-    head = ProjectionHead(cfg.detr.hidden_dim, cfg.projection.hidden_dim, cfg.projection.output_dim).to(dev)
-    crit, con = build_criterion(cfg).to(dev), build_contrastive(cfg)
-    pixels = torch.rand(a.batch, 3, a.size, a.size, device=dev)
-    mask = torch.zeros(a.batch, a.size, a.size, dtype=torch.bool, device=dev)
-    targets = [{"labels": torch.ones(1, dtype=torch.int64, device=dev),
-                "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]], device=dev)} for _ in range(a.batch)]
+    with tempfile.TemporaryDirectory() as tmp:
+        from common_utils.synthetic.gender_coco import generate
+
+        generate(Path(tmp) / "gender_coco", n=max(20, 4 * a.batch * a.batches), seed=0)
+        cfg = load_cfg(a.config, [f"data.root={Path(tmp) / 'gender_coco'}", f"device={a.device}",
+                                  f"data.image_size={a.size}", f"data.max_size={a.size * 5 // 3}",
+                                  f"train.batch_size={a.batch}", f"train.batches_per_epoch={a.batches}",
+                                  "data.num_workers=0", *a.overrides])
+        ctx = init_distributed(a.device)
+        device = ctx.device
+        ds = GenderCocoDataset(cfg.data.root, cfg.data.train_split, image_size=cfg.data.image_size,
+                               max_size=cfg.data.max_size)
+        sampler = SubgroupBalancedBatchSampler(ds.genders, a.batch, a.batches, seed=0)
+        batches = list(DataLoader(ds, batch_sampler=sampler, collate_fn=collate))
+    shape = list(batches[0][0].shape)
+    detr = build_frozen_detr(cfg).to(device)
+    criterion = build_criterion(cfg).to(device)
+    generator = PerturbationGenerator(cfg.generator.base_channels, cfg.epsilon.peak).to(device)
+    proj_head = ProjectionHead(cfg.detr.hidden_dim, cfg.projection.hidden_dim, cfg.projection.output_dim).to(device)
+    optimizer = torch.optim.AdamW([*generator.parameters(), *proj_head.parameters()], lr=cfg.train.lr_g,
+                                  weight_decay=cfg.train.weight_decay)
+    scaler, contrastive = make_grad_scaler(cfg.train.precision, device), build_contrastive(cfg)
+    weights = {"contrastive": 1.0, "beta": cfg.loss.beta_start}  # past the contrastive warm-up
+    log(f"{cfg.detr.backbone} DETR, batches of {shape}, {THREADS} thread(s)")
 
     @torch.no_grad()
     def inference():
-        detr(normalize(pixels), mask)
+        predict(detr, batches, device)
 
-    def faap_step():
-        x, _ = apply_generator(gen, pixels, mask)
-        out = detr(x, mask)
-        losses, _ = crit(out, targets)
-        loss = crit.weighted_total(losses) + con(head(out["hs"][-1]), torch.rand(a.batch, device=dev))[0]
-        loss.backward()
+    def faap_steps():
+        train_faap_epoch(cfg, cfg.loss.contrastive_warmup_epochs, weights, detr, generator, proj_head, criterion,
+                         contrastive, optimizer, scaler, batches, ctx)
 
-    t_inf, t_step = timed(inference, a.iters, dev), timed(faap_step, a.iters, dev)
-    print(json.dumps({"device": str(dev), "batch": a.batch, "size": a.size, "detr_inference_s": t_inf,
-                      "faap_train_step_s": t_step, "step_over_inference": t_step / t_inf}))
+    sec = {k: v / len(batches) for k, v in medians({"detr_inference": inference, "faap_step": faap_steps},
+                                                    a.repeats, device).items()}
+    print(json.dumps({
+        "bench": "faap-detr-contrastive/bench/bench_step.py",
+        "threads": THREADS, "device": str(device), "torch": torch.__version__, "clock": clock(device)[1],
+        "repeats": a.repeats, "statistic": "median of interleaved repeats after a warm-up call",
+        "setup": {"config": a.config, "backbone": cfg.detr.backbone, "queries": cfg.detr.num_queries,
+                  "batch_shape": shape, "batches": len(batches), "generator_channels": cfg.generator.base_channels,
+                  "precision": cfg.train.precision},
+        "seconds_per_batch": sec,
+        "ratios": {"faap_step_vs_detr_inference": sec["faap_step"] / sec["detr_inference"]},
+        "ratio_definitions": {"faap_step_vs_detr_inference": "generator training step s / frozen-DETR inference s, "
+                                                             "per batch (a cost ratio: lower is cheaper)"},
+    }, indent=1))
 
 
 if __name__ == "__main__":

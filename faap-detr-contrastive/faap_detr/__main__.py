@@ -1,3 +1,7 @@
+import sys
+
+from common_utils.cli import run_cli
+
 from .main import main
 
-main()
+sys.exit(run_cli(main, prog="python -m faap_detr"))

@@ -1,12 +1,21 @@
-"""Feature-extraction time and peak memory against patch count and MODEL.FEATURE_EXTRACTION_BATCH.
+"""Any-resolution SPAI: time per patch against the number of patches, and peak memory against the chunk size.
 
-Each measurement runs in a fresh process (peak RSS on CPU, torch.cuda.max_memory_allocated on GPU); prints
-JSON with the ratios measured side by side. Time and memory should grow linearly with the patch count, and
-peak memory with the chunk size, not with the patch count, once patches exceed the chunk.
-    python bench/feature_extraction.py [--config configs/tiny.yaml] [--patches 8 16 32 64] [--chunks 4 16 64]
+Time: the paper-scale model (``configs/spai.yaml``: ViT-B/16 spectral backbone with three passes per patch, CLIP
+ViT-B/16 semantic tower, semantic-spectral fusion; random init, no weights needed for timing) on one image of 8
+patches (448 x 896) and one of 64 (1792 x 1792), whole forward (patchify, feature extraction in chunks of
+MODEL.FEATURE_EXTRACTION_BATCH, patch attention, head). Linear scaling means the same time per patch.
+Memory: ``model.extract`` of the largest patch count at several chunk sizes (``--chunk-config``, tiny by default:
+peak memory should follow the chunk size, not the patch count). Each point runs in a fresh process (peak RSS on
+CPU, torch.cuda.max_memory_allocated on GPU); fewer repeats at larger patch counts.
+
+    python bench/feature_extraction.py [--threads 1] [--patches 8 64] [--repeats 2] [--chunks 4 16 64]
+
+stdout: JSON with ``ratios.spai_time_per_patch_64_vs_8`` (time per patch at the largest count / at the smallest;
+target <= 1.1); stderr: progress.
 """
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -14,71 +23,115 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RANDOM_INIT = ["PRETRAINED", "", "MODEL.SEMANTIC.CLIP_WEIGHTS", ""]
 
 
-def measure(config: str, patches: int, chunk: int, repeats: int) -> dict:
+def log(msg: str) -> None:
+    print(f"[feature_extraction] {msg}", file=sys.stderr, flush=True)
+
+
+def measure(spec: dict) -> dict:
+    """One point, in this (fresh) process: {'mode': 'forward'|'extract', config, patches, chunk, repeats, threads,
+    device} -> seconds per call (median), peak extra memory."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(spec["threads"])
+    import statistics
+
     import torch
     from spai.config import get_config
     from spai.models import build_cls_model
-    torch.set_num_threads(1)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = get_config(config)
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    cfg = get_config(spec["config"], RANDOM_INIT)
     model = build_cls_model(cfg).to(device).eval()
-    size = cfg.DATA.IMG_SIZE
-    x = torch.rand(patches, 3, size, size, device=device)
+    size, stride = cfg.DATA.IMG_SIZE, cfg.MODEL.PATCH_VIT.PATCH_STRIDE
+    patches, chunk = spec["patches"], spec["chunk"]
+    cpu_clock = device.type == "cpu" and spec["threads"] == 1
+    now = time.process_time if cpu_clock else time.perf_counter
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if spec["mode"] == "forward":  # one image whose grid at the stride has `patches` patches
+        rows = 2 ** ((patches.bit_length() - 1) // 2)  # 8 -> 2 x 4, 64 -> 8 x 8
+        cols = patches // rows
+        image = torch.rand(3, size + (rows - 1) * stride, size + (cols - 1) * stride, device=device)
+        run = lambda: model([image], chunk)
+    else:
+        x = torch.rand(patches, 3, size, size, device=device)
+        run = lambda: model.extract(x, chunk)
+    times = []
     with torch.no_grad():
-        model.extract(x[:1], 1)  # warm-up
+        model.extract(torch.rand(1, 3, size, size, device=device), 1)  # warm-up
+        sync()
         if device.type == "cuda":
-            torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
             base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        t = time.perf_counter()
-        for _ in range(repeats):
-            model.extract(x, chunk)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() - base
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"patches": patches, "chunk": chunk, "seconds": (time.perf_counter() - t) / repeats,
-            "peak_extra_mb": round(peak / 2 ** 20, 2), "device": device.type}
+        for _ in range(spec["repeats"]):
+            t = now()
+            run()
+            sync()
+            times.append(now() - t)
+        peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
+    seconds = statistics.median(times)
+    return {"mode": spec["mode"], "config": spec["config"], "patches": patches, "chunk": chunk,
+            "repeats": spec["repeats"], "seconds": seconds, "seconds_per_patch": seconds / patches,
+            "peak_extra_mb": round(peak / 2 ** 20, 1), "clock": "process CPU time" if cpu_clock else "wall time"}
 
 
-def run_child(config, patches, chunk, repeats) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", config, str(patches), str(chunk), str(repeats)],
-                         cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def run_child(spec: dict) -> dict:
+    log(f"{spec['mode']} {spec['config']}: {spec['patches']} patches, chunk {spec['chunk']}, "
+        f"{spec['repeats']} repeat(s)")
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=ROOT, check=True,
+                         stdout=subprocess.PIPE, text=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    log(f"  {result['seconds_per_patch']:.3f} s/patch, peak +{result['peak_extra_mb']} MB")
+    return result
 
 
 def main():
     if sys.argv[1:2] == ["--child"]:
-        config, patches, chunk, repeats = sys.argv[2], *map(int, sys.argv[3:6])
-        print(json.dumps(measure(config, patches, chunk, repeats)))
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(measure(json.loads(sys.argv[2]))))
         return
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", default="configs/tiny.yaml")
-    p.add_argument("--patches", type=int, nargs="+", default=[8, 16, 32, 64])
-    p.add_argument("--chunks", type=int, nargs="+", default=[4, 16, 64])
-    p.add_argument("--repeats", type=int, default=2)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1, help="torch / OpenMP / MKL threads (default 1)")
+    p.add_argument("--config", default="configs/spai.yaml", help="model for the time-per-patch points")
+    p.add_argument("--patches", type=int, nargs="+", default=[8, 64], choices=[8, 16, 32, 64, 128],
+                   help="patch counts of the timed images (2^k grids)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="feature-extraction chunk of the timed points (default: the config's FEATURE_EXTRACTION_BATCH)")
+    p.add_argument("--repeats", type=int, default=2, help="repeats at the smallest patch count (scaled down above)")
+    p.add_argument("--chunk-config", default="configs/tiny.yaml", help="model for the memory-vs-chunk points")
+    p.add_argument("--chunks", type=int, nargs="*", default=[4, 16, 64], help="chunk sizes (none: skip)")
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
-    chunk = min(a.chunks)
-    vs_patches = [run_child(a.config, n, chunk, a.repeats) for n in a.patches]
-    n = max(a.patches)
-    vs_chunk = [run_child(a.config, n, c, a.repeats) for c in a.chunks]
+    common = {"threads": a.threads, "device": a.device}
+    lo = min(a.patches)
+    vs_patches = [run_child({**common, "mode": "forward", "config": a.config, "patches": n, "chunk": a.chunk,
+                             "repeats": max(1, a.repeats * lo // n)}) for n in sorted(a.patches)]
+    n_max = max(a.patches)
+    vs_chunk = [run_child({**common, "mode": "extract", "config": a.chunk_config, "patches": n_max, "chunk": c,
+                           "repeats": 1}) for c in a.chunks]
     first, last = vs_patches[0], vs_patches[-1]
-    print(json.dumps({
-        "config": a.config,
-        "vs_patches": vs_patches, "vs_feature_extraction_batch": vs_chunk,
-        "patch_ratio": last["patches"] / first["patches"],
-        "time_ratio": round(last["seconds"] / first["seconds"], 3),
-        "time_per_patch_ratio": round((last["seconds"] / last["patches"]) / (first["seconds"] / first["patches"]), 3),
-        "peak_mem_ratio_smallest_vs_largest_chunk": round(vs_chunk[0]["peak_extra_mb"]
-                                                          / max(vs_chunk[-1]["peak_extra_mb"], 1e-6), 3),
-    }, indent=2))
+    name = f"spai_time_per_patch_{last['patches']}_vs_{first['patches']}"
+    result = {
+        "bench": "spai-semantic-spectral/bench/feature_extraction.py",
+        "threads": a.threads, "device": a.device, "clock": first["clock"],
+        "statistic": "median of the repeats after a 1-patch warm-up, each point in a fresh process",
+        "time_vs_patches": vs_patches, "memory_vs_chunk": vs_chunk,
+        "ratios": {name: last["seconds_per_patch"] / first["seconds_per_patch"]},
+        "ratio_definitions": {name: f"s/patch at {last['patches']} patches / s/patch at {first['patches']} "
+                                    f"({a.config}); target <= 1.1 (linear)"},
+    }
+    if len(vs_chunk) > 1:
+        result["ratios"]["peak_mem_smallest_vs_largest_chunk"] = (vs_chunk[0]["peak_extra_mb"]
+                                                                  / max(vs_chunk[-1]["peak_extra_mb"], 1e-6))
+        result["ratio_definitions"]["peak_mem_smallest_vs_largest_chunk"] = (
+            f"peak extra MB at chunk {vs_chunk[0]['chunk']} / at chunk {vs_chunk[-1]['chunk']} ({a.chunk_config}, "
+            f"{n_max} patches)")
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

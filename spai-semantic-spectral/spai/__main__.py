@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from common_utils.cli import run_cli
 from common_utils.data import SpaiRow
 from common_utils.train import init_distributed, parse_args_with_overrides
 
@@ -245,4 +246,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, prog="python -m spai"))

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
+from common_utils.train import ConfigError
 from yacs.config import CfgNode as CN
 
 log = logging.getLogger(__name__)
@@ -149,16 +150,29 @@ _C.TRAIN.OPTIMIZER.BETAS = [0.9, 0.999]
 _C.TRAIN.OPTIMIZER.EPS = 1e-8
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def _merge_file(cfg: CN, path: Path) -> None:
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    """Merge a YAML file (and its ``BASE`` files) into ``cfg``. Only YAML, read with ``yaml.safe_load``: yacs'
+    ``merge_from_file`` would execute a ``.py`` config, so it is never called."""
+    if path.suffix.lower() not in YAML_SUFFIXES:
+        raise ConfigError(f"{path}: configs must be YAML files (.yaml/.yml); yacs Python configs are not executed")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys, got {type(data).__name__}")
     for base in data.get("BASE", [""]):
         if base:
             _merge_file(cfg, path.parent / base)
     try:
-        cfg.merge_from_file(str(path))
+        cfg.merge_from_other_cfg(CN(data))
     except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {' '.join(str(e).split())}") from None
 
 
 def get_config(cfg_path: str | Path | None = None, opts: list | tuple = ()) -> CN:

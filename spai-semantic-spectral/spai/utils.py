@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import logging
-import pickle
 import re
-import types
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
-from common_utils.train import load_checkpoint, load_state_dict_strict
+from common_utils.safe_load import MappingStandIn, WeightsFileError, load_weights
+from common_utils.train import load_state_dict_strict
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -26,39 +24,8 @@ UNUSED_UPSTREAM_KEYS = [
 ]
 _UNUSED_RE = re.compile("|".join(f"(?:{p})" for p in UNUSED_UPSTREAM_KEYS))
 
-
-class _ConfigMapping(dict):
-    """Stands in for ``yacs.config.CfgNode`` while unpickling."""
-
-    def __setstate__(self, state):
-        """yacs' bookkeeping attributes (immutability flag, deprecated/renamed key sets) are discarded."""
-
-
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("yacs.config", "CfgNode"): _ConfigMapping,
-    # yacs keeps its deprecated/renamed key registries in sets (part of the CfgNode state, discarded)
-    ("__builtin__", "set"): set,
-    ("builtins", "set"): set,
-}
-_STORAGE_NAMES = {"FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage",
-                  "IntStorage", "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage"}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _ALLOWED_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGE_NAMES:
-            return getattr(torch, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a SPAI checkpoint")
-
-
-# a module-like object torch.load accepts as `pickle_module`
-restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load,
-                                          __name__="spai_restricted_pickle")
+# the one foreign class the released spai.pth pickles: its merged config, read as a plain mapping
+SPAI_STAND_INS = {"yacs.config.CfgNode": MappingStandIn}
 
 
 def _plain(obj):
@@ -68,24 +35,16 @@ def _plain(obj):
 
 
 def load_checkpoint_file(path: str | Path) -> dict:
-    """Read a checkpoint without running arbitrary code.
+    """Read a checkpoint without running arbitrary code (``common_utils.safe_load.load_weights``).
 
-    Our own checkpoints load with ``torch.load(weights_only=True)``; the released ``spai.pth`` pickles a
-    yacs CfgNode, which the weights-only loader cannot rebuild, so it is read with a restricted unpickler
-    that allows only torch's tensor rebuild functions, OrderedDict and CfgNode (as a plain mapping).
+    Our own checkpoints load weights-only; the released ``spai.pth`` pickles a yacs CfgNode, which the weights-only
+    loader cannot rebuild, so that one class is mapped to a plain mapping and the file is read with a restricted
+    unpickler (torch's tensor rebuild functions, OrderedDict, set and CfgNode only), in the zip and legacy formats.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = load_checkpoint(path, map_location="cpu")
-    except RuntimeError as e:  # common_utils names the file; the weights-only refusal is the cause
-        if not isinstance(e.__cause__, pickle.UnpicklingError):
-            raise
-        # torch only accepts a pickle_module with weights_only=False; the restricted unpickler is the safety here
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
+    ckpt = load_weights(path, stand_ins=SPAI_STAND_INS, what="SPAI checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{path}: not a SPAI checkpoint (expected a dict with a 'model' entry)")
+        raise WeightsFileError(path, "not a SPAI checkpoint (expected a dict with a 'model' entry); give spai.pth "
+                                     "or a checkpoint written by python -m spai train")
     if isinstance(ckpt.get("config"), dict):
         ckpt["config"] = _plain(ckpt["config"])
     return ckpt

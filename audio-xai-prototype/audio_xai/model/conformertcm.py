@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common_utils.safe_load import load_weights
 from common_utils.train import load_state_dict_strict
 from omegaconf import OmegaConf
 from torch import nn
@@ -249,7 +250,7 @@ def load_tcm_checkpoint(model: TCMDetector, state, source: str = "checkpoint") -
     """Strictly load a tcm_add-format state dict (path or dict); errors list missing/unexpected/mis-shaped keys."""
     if isinstance(state, (str, Path)):
         source = str(state)
-        state = torch.load(state, map_location="cpu", weights_only=True)
+        state = load_weights(state, what="tcm_add checkpoint")
     load_state_dict_strict(model, convert_tcm_state_dict(state, source), source)
 
 

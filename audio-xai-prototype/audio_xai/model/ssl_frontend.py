@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import torch
+from common_utils.safe_load import load_weights
 from common_utils.train import load_state_dict_strict
-from safetensors.torch import load_file
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -117,10 +117,7 @@ def load_pretrained_ssl(ssl: SSLModel, path) -> list[str]:
     (renamed with the key map). Pre-training heads are dropped and returned; everything else must match strictly.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights(path, what="detector.ssl_pretrained")  # safetensors or torch file, no pickled code runs
     if "encoder.pos_conv.0.bias" in state or "post_extract_proj.weight" in state:  # fairseq names
         dropped = [k for k in state if k.startswith(PRETRAINING_ONLY)]
         unknown = [k for k in state if k not in dropped and fairseq_to_hf_key(k) is None]

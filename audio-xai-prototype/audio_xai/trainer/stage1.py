@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def average_state_dicts(paths: list[Path]) -> dict:
     """Mean of floating tensors over the files; integer buffers (num_batches_tracked) from the first file."""
-    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    states = [load_checkpoint(p) for p in paths]
     return {k: (torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v)
             for k, v in states[0].items()}
 

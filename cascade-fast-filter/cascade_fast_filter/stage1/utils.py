@@ -10,6 +10,7 @@ import numpy as np
 import timm
 import torch
 from common_utils.data import DataFormatError, load_image, read_manifest
+from common_utils.safe_load import read_state_dict
 from common_utils.train import load_checkpoint, load_config
 from omegaconf import OmegaConf
 from scipy.special import expit
@@ -50,9 +51,10 @@ def build_model(cfg_model, pretrained: bool | None = None) -> torch.nn.Module:
     file = Path(cfg_model.pretrained_file)
     if not file.is_file():
         raise FileNotFoundError(f"model.pretrained_file not found: {file}")
+    state = read_state_dict(file, what="model.pretrained_file")  # no pickled code runs; timm gets the tensors
     model = timm.create_model(cfg_model.name, pretrained=True, num_classes=1, drop_rate=cfg_model.drop_rate,
-                              pretrained_cfg_overlay=dict(file=str(file)))
-    file_keys = {k for k in timm.models.load_state_dict(str(file)) if not k.startswith("classifier.")}
+                              pretrained_cfg_overlay=dict(state_dict=state))
+    file_keys = {k for k in state if not k.startswith("classifier.")}
     model_keys = {k for k in model.state_dict() if not k.startswith("classifier.")}
     missing, unexpected = sorted(model_keys - file_keys), sorted(file_keys - model_keys)
     if missing or unexpected:

@@ -1,7 +1,8 @@
 """Frozen open_clip image tower: the global 768-d feature plus a set of projected CLS tokens of chosen layers.
 
-Real runs use OpenAI ViT-L/14 (QuickGELU) from a local file: the TorchScript ``ViT-L-14.pt`` through open_clip's OpenAI
-loader, or an open_clip state dict loaded into ``ViT-L-14-quickgelu`` (a plain ``ViT-L-14`` would silently use nn.GELU).
+Real runs use OpenAI ViT-L/14 (QuickGELU) from a local file: the TorchScript ``ViT-L-14.pt`` (its tensors are read
+without running the archive, then open_clip rebuilds the model), or an open_clip state dict loaded into
+``ViT-L-14-quickgelu`` (a plain ``ViT-L-14`` would silently use nn.GELU). See ``common_utils.clip_weights``.
 ``clip.pretrained: null`` builds the named config with random weights (tests, demo) and logs that it did.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from common_utils.clip_weights import load_open_clip
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -40,15 +42,11 @@ def _build_visual(name: str, pretrained: str | None) -> nn.Module:
     path = Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"clip.pretrained: weights file not found: {path}")
-    if path.suffix == ".pt":  # OpenAI TorchScript archive (or an OpenAI-format state dict)
-        model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
-    else:
-        if name.startswith("ViT-L-14") and "quickgelu" not in name:
-            raise ValueError(f"clip.name '{name}' uses nn.GELU but OpenAI weights need QuickGELU: "
-                             f"use 'ViT-L-14-quickgelu'")
-        model = open_clip.create_model(name, pretrained=str(path), load_weights=True)
-    log.info("CLIP %s: loaded weights from %s", name, path)
-    return model.visual
+    if path.suffix != ".pt" and name.startswith("ViT-L-14") and "quickgelu" not in name:
+        raise ValueError(f"clip.name '{name}' uses nn.GELU but OpenAI weights need QuickGELU: "
+                         f"use 'ViT-L-14-quickgelu'")
+    # OpenAI .pt (TorchScript archive or state dict) or an open_clip file, read without running pickled code
+    return load_open_clip(name, path, what="clip.pretrained").visual
 
 
 class FrozenCLIPImageEncoder(nn.Module):

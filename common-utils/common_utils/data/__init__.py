@@ -1,6 +1,7 @@
 """Validated data readers, image/audio loading, a subgroup-balanced batch sampler and an on-disk feature cache."""
 
 from .audio_lists import ProtocolRow, read_asvspoof_protocol, read_partialspoof_labels
+from .coco import read_coco_json, validate_coco
 from .errors import DataFormatError
 from .feature_cache import FeatureCache
 from .image_lists import (
@@ -16,6 +17,7 @@ from .image_lists import (
 )
 from .loading import load_audio, load_image
 from .sampler import SubgroupBalancedBatchSampler
+from .text import read_json, read_text
 
 __all__ = [
     "DataFormatError",
@@ -31,6 +33,10 @@ __all__ = [
     "read_deepfakebench_json",
     "read_asvspoof_protocol",
     "read_partialspoof_labels",
+    "read_coco_json",
+    "validate_coco",
+    "read_json",
+    "read_text",
     "load_image",
     "load_audio",
     "SubgroupBalancedBatchSampler",

@@ -11,12 +11,12 @@ from PIL import Image, UnidentifiedImageError
 from scipy.signal import resample_poly
 
 from .errors import DataFormatError
-from .image_lists import _require_file
+from .text import require_file
 
 
 def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     """Decode an image fully and convert it to `mode` ("RGB", "L", ...)."""
-    path = _require_file(path)
+    path = require_file(path)
     try:
         with Image.open(path) as img:
             img.load()
@@ -31,7 +31,7 @@ def load_audio(path: str | Path, sample_rate: int | None = 16000, resample: bool
     A file whose rate differs from `sample_rate` is an error naming both rates, unless `resample=True`
     (polyphase resampling, scipy.signal.resample_poly). ``sample_rate=None`` keeps the file's rate.
     """
-    path = _require_file(path)
+    path = require_file(path)
     try:
         wav, sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

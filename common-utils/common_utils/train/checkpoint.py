@@ -6,7 +6,6 @@ import os
 import random
 import tempfile
 from collections.abc import Iterable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +54,14 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", safe_globals: Iterable[Any] = ()) -> Any:
-    """``torch.load(weights_only=True)``; ``safe_globals`` allow-lists extra classes a file legitimately pickles."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    extra = list(safe_globals)
-    ctx = torch.serialization.safe_globals(extra) if extra else nullcontext()
-    try:
-        with ctx:
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # re-raise with the file name: torch's message does not carry it
-        raise RuntimeError(f"could not load checkpoint {path}: {e}") from e
+    """Read a checkpoint through :func:`common_utils.safe_load.load_weights` (weights-only; no pickled code runs).
+
+    ``safe_globals`` allow-lists extra classes a file legitimately pickles. Raises ``FileNotFoundError`` or
+    :class:`~common_utils.safe_load.WeightsFileError`, both naming the file.
+    """
+    from ..safe_load import load_weights
+
+    return load_weights(path, map_location=map_location, safe_globals=safe_globals, what="checkpoint")
 
 
 def capture_rng_state() -> dict:

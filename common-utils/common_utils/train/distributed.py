@@ -20,16 +20,33 @@ class DistContext:
 
 
 def _first_slurm_host(nodelist: str) -> str:
-    """First host of a SLURM nodelist such as ``node[03-05,07],gpu1`` -> ``node03``."""
-    m = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist)
-    if not m:
-        return "127.0.0.1"
-    prefix, ranges = m.group(1), m.group(2)
-    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
+    """First host of a SLURM hostlist: ``node[03-05,07],gpu1`` -> ``node03``, ``rack[1-2]-n[8,9]`` -> ``rack1-n8``.
+
+    Each bracket group contributes its first entry (zero padding kept), text between groups is copied, and the list
+    ends at the first comma outside brackets. An empty list gives ``127.0.0.1``.
+    """
+    host, i, text = [], 0, nodelist.strip()
+    while i < len(text) and text[i] != ",":
+        if text[i] == "[":
+            end = text.find("]", i)
+            if end < 0:
+                raise ValueError(f"SLURM nodelist {nodelist!r}: '[' without ']'")
+            host.append(re.split(r"[,-]", text[i + 1:end])[0])
+            i = end + 1
+        else:
+            host.append(text[i])
+            i += 1
+    return "".join(host) or "127.0.0.1"
 
 
 def _env_from_slurm() -> None:
-    """Translate SLURM task variables into the torchrun ones when srun (not torchrun) launched us."""
+    """Translate SLURM task variables into the torchrun ones when srun (not torchrun) launched us.
+
+    The rendezvous host is the first node of the step (``SLURM_STEP_NODELIST``; srun places task 0 there), else of
+    the job; on several nodes it must resolve to that node's address on the others. ``MASTER_ADDR`` /
+    ``MASTER_PORT`` already in the environment win; the default port is derived from the job id, so jobs sharing
+    a node do not collide.
+    """
     if "RANK" in os.environ or "SLURM_PROCID" not in os.environ:
         return
     ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
@@ -38,7 +55,9 @@ def _env_from_slurm() -> None:
     os.environ["RANK"] = os.environ["SLURM_PROCID"]
     os.environ["WORLD_SIZE"] = str(ntasks)
     os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
-    os.environ.setdefault("MASTER_ADDR", _first_slurm_host(os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1")))
+    nodelist = next((os.environ[v] for v in ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+                     if os.environ.get(v)), "")
+    os.environ.setdefault("MASTER_ADDR", _first_slurm_host(nodelist))
     os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
 
 

@@ -1,10 +1,9 @@
 """Gender-split COCO detection data (`gender_{women,men}_{split}.json` + `{women,men}_split/{split}/` images)."""
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common_utils.data import DataFormatError, load_image
+from common_utils.data import DataFormatError, load_image, read_coco_json
 from torch.utils.data import Dataset
 
 GENDERS = ("men", "women")  # gender index: 0 = male, 1 = female (common_utils convention)
@@ -15,28 +14,11 @@ def gt_json_path(root, gender, split):
 
 
 def read_gender_json(path):
-    """Read and validate one gender COCO JSON -> dict (images, annotations, categories, info)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, f"invalid JSON ({e})", line=e.lineno) from e
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DataFormatError(path, "missing or non-list COCO field", key=key)
-    image_ids = {im["id"] for im in data["images"]}
-    for i, ann in enumerate(data["annotations"]):
-        for key in ("image_id", "bbox", "category_id"):
-            if key not in ann:
-                raise DataFormatError(path, "annotation lacks a field", key=f"annotations[{i}].{key}")
-        if ann["image_id"] not in image_ids:
-            raise DataFormatError(path, f"unknown image_id {ann['image_id']}", key=f"annotations[{i}].image_id")
-        if len(ann["bbox"]) != 4:
-            raise DataFormatError(path, "bbox must be [x, y, w, h]", key=f"annotations[{i}].bbox")
-    data.setdefault("info", {})
-    return data
+    """Read and validate one gender COCO JSON -> dict (images, annotations, categories, info).
+
+    Schema checks and their errors (file + JSON path, e.g. ``annotations[12].bbox``): common_utils.data.read_coco_json.
+    """
+    return read_coco_json(path)
 
 
 def resize_shape(h, w, size, max_size=None):

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from common_utils.data import DataFormatError
+from common_utils.data import DataFormatError, read_coco_json, read_json
 
 MAN_WORDS = frozenset("boy brother dad husband man groom male guy men".split())
 WOMAN_WORDS = frozenset("girl sister mom wife woman bride female lady women".split())
@@ -22,20 +22,10 @@ def caption_gender(captions):
     return "men" if man else "women"
 
 
-def _read(path):
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, f"invalid JSON ({e})", line=e.lineno) from e
-
-
 def make_gender_split(captions_json, instances_json, out_dir, split, image_dir=None, person_only=False):
     """Write `gender_{women,men}_{split}.json` (with `info`) to out_dir; with image_dir, symlink the images into
     `{women,men}_split/{split}/`. Returns counts {gender: {images, annotations}, dropped_mixed, dropped_none}."""
-    caps, inst = _read(captions_json), _read(instances_json)
+    caps, inst = read_json(captions_json), read_coco_json(instances_json)
     by_image = {}
     for i, c in enumerate(caps.get("annotations", [])):
         if "image_id" not in c or "caption" not in c:

@@ -6,6 +6,7 @@ import logging
 import open_clip
 import torch
 import torch.nn.functional as F
+from common_utils.clip_weights import load_open_clip
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import nn
 
@@ -29,8 +30,8 @@ class SemanticTower(nn.Module):
             if weights:
                 raise ValueError("MODEL.SEMANTIC.CLIP_MODEL=tiny is random-init; CLIP_WEIGHTS must be empty")
             clip = open_clip.CLIP(**TINY_CLIP)
-        elif weights:
-            clip = open_clip.create_model(model_name, pretrained=weights)
+        elif weights:  # OpenAI .pt or open_clip file, read without running pickled code
+            clip = load_open_clip(model_name, weights, what="MODEL.SEMANTIC.CLIP_WEIGHTS")
         else:
             log.warning("semantic tower %s: no MODEL.SEMANTIC.CLIP_WEIGHTS given, random init", model_name)
             clip = open_clip.create_model(model_name)
