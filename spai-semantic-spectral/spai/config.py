@@ -99,9 +99,6 @@ _C.MODEL.CLS_HEAD.MLP_RATIO = 3
 
 _C.AUG = CN()
 _C.AUG.RESIZED_CROP = True  # RandomResizedCrop as upstream; False = random crop at native scale
-# native-scale crops start at multiples of this many pixels (1: anywhere). Test-time patches start at multiples of
-# PATCH_STRIDE from the image origin, so a grid keeps the phase of periodic up-sampling artefacts as at test time
-_C.AUG.CROP_GRID = 1
 _C.AUG.MIN_CROP_AREA = 0.2
 _C.AUG.MAX_CROP_AREA = 1.0
 _C.AUG.HORIZONTAL_FLIP_PROB = 0.5

@@ -78,19 +78,8 @@ class TrainTransform:
         self.aug, self.size, self.views = cfg.AUG, cfg.DATA.IMG_SIZE, cfg.DATA.AUGMENTED_VIEWS
         a = cfg.AUG
         self.crop = (T.RandomResizedCrop(self.size, scale=(a.MIN_CROP_AREA, a.MAX_CROP_AREA), antialias=True)
-                     if a.RESIZED_CROP else self.grid_crop)
+                     if a.RESIZED_CROP else T.RandomCrop(self.size, pad_if_needed=True, padding_mode="reflect"))
         self.jitter = T.ColorJitter(0.2, 0.2, 0.2, 0.05)
-
-    def grid_crop(self, x: torch.Tensor) -> torch.Tensor:
-        """Native-scale S x S crop whose corner lies on the AUG.CROP_GRID grid (reflect-padded if smaller)."""
-        S, grid = self.size, self.aug.CROP_GRID
-        h, w = x.shape[-2:]
-        if h < S or w < S:
-            x = TF.pad(x, [0, 0, max(0, S - w), max(0, S - h)], padding_mode="reflect")
-            h, w = x.shape[-2:]
-        top = grid * int(torch.randint((h - S) // grid + 1, ()))
-        left = grid * int(torch.randint((w - S) // grid + 1, ()))
-        return x[:, top:top + S, left:left + S]
 
     def step(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Apply step ``name`` (with its probability) to a uint8 ``[3, H, W]`` view."""
