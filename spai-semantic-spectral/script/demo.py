@@ -30,8 +30,8 @@ ROWS = {BASE: "base SPAI", ALL: "SPAI + semantic-spectral"}
 def dataset(out: Path, seed: int) -> Path:
     data = out / "data" / "ai_images"
     info = data / "synthetic_info.json"
-    if not (info.is_file() and json.loads(info.read_text())[("n")] == N_IMAGES
-            and json.loads(info.read_text())["seed"] == seed):
+    written = json.loads(info.read_text()) if info.is_file() else {}
+    if (written.get("n"), written.get("seed")) != (N_IMAGES, seed):
         shutil.rmtree(data, ignore_errors=True)
         generate(data, n=N_IMAGES, seed=seed)
     return data

@@ -135,6 +135,9 @@ def test_clip_spectral_backbone_option():
     tokens = model.mfvit.vit(torch.rand(3, 3, 64, 64))
     assert tokens.shape == (3, 2, 16, 32)  # [P, layers, (64/16)^2 tokens, width]
     assert model.eval()([torch.rand(3, 64, 100)]).shape == (1, 1)
+    # one CLIP tower: the backbone's tower also gives the semantic context (no second copy)
+    assert model.mfvit.semantic() is model.mfvit.vit.tower
+    assert not any(k.startswith("mfvit.semantic_tower.") for k in model.state_dict())
     names = {n for g in build_optimizer(cfg, model).param_groups for n in g["names"]}
     assert not any(n.startswith("mfvit.vit.") for n in names) and "mfvit.early_fusion_gates.0.out.weight" in names
     with pytest.raises(ValueError, match="EMBED_DIM"):
