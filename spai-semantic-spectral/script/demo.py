@@ -23,7 +23,7 @@ from spai.config import get_config
 from spai.pretrain import pretrain_mfm
 
 ROOT = Path(__file__).resolve().parents[1]
-N_IMAGES = 540  # test sets: 162 reals + 54 fakes of each generator (600 took 219-225 s of CPU, over the budget)
+N_IMAGES = 480  # test sets: 144 reals + 48 fakes of each generator (540 and 600 took 210-225 s of CPU, over budget)
 ROWS = {BASE: "base SPAI", ALL: "SPAI + semantic-spectral"}
 
 
