@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from common_utils.train import ConfigError
@@ -13,11 +14,14 @@ log = logging.getLogger(__name__)
 _C = CN()
 _C.BASE = [""]
 _C.MODEL_WEIGHTS = "mfm"  # spectral backbone: mfm (released spai.pth) | clip (design option, frozen open_clip)
-_C.PRETRAINED = ""  # spai.pth (or one of our checkpoints) to initialise from
+# weights to start from: an MFM pre-training checkpoint (`encoder.*` keys: the ViT only, as upstream's --pretrained)
+# or a SPAI checkpoint (spai.pth or one of our exports: the whole model)
+_C.PRETRAINED = ""
 _C.OUTPUT = "runs/spai"
 _C.TAG = "spai"
-_C.SEED = 0
-_C.PRECISION = "fp32"  # fp32 | bf16 | fp16 (torch.amp; replaces apex)
+_C.SEED = 0  # shared knob `seed`
+_C.DEVICE = "auto"  # shared knob `device`: auto | cpu | cuda
+_C.PRECISION = "fp32"  # shared knob `train.precision`: fp32 | bf16 | fp16 (torch.amp; replaces apex AMP_OPT_LEVEL)
 
 _C.DATA = CN()
 _C.DATA.DATA_PATH = ""
@@ -28,12 +32,17 @@ _C.DATA.IMG_SIZE = 224  # side of a patch (and of the frequency mask)
 _C.DATA.BATCH_SIZE = 72
 _C.DATA.VAL_BATCH_SIZE = 8
 _C.DATA.TEST_BATCH_SIZE = 8
-_C.DATA.NUM_WORKERS = 8
-_C.DATA.PIN_MEMORY = True
+_C.DATA.NUM_WORKERS = 8  # shared knob `data.num_workers` (capped at the cores per rank)
 _C.DATA.PREFETCH_FACTOR = 2
 _C.DATA.VAL_PREFETCH_FACTOR = 2
 _C.DATA.TEST_PREFETCH_FACTOR = 1
-_C.DATA.AUGMENTED_VIEWS = 4  # views per training image, concatenated horizontally
+_C.DATA.AUGMENTED_VIEWS = 4  # views per training image; each view is one patch of the image's attention
+# MFM pre-training (`python -m spai pretrain-mfm`; upstream MFM names): frequency mask radii (pixels of IMG_SIZE),
+# probability of a low-pass (vs high-pass) corruption, RandomResizedCrop's minimal area (1.0: native-scale crops)
+_C.DATA.MASK_RADIUS1 = 16
+_C.DATA.MASK_RADIUS2 = 999
+_C.DATA.SAMPLE_RATIO = 0.5
+_C.DATA.MIN_CROP_SCALE = 0.2
 
 _C.MODEL = CN()
 _C.MODEL.SID_APPROACH = "freq_restoration"
@@ -44,6 +53,9 @@ _C.MODEL.FEATURE_EXTRACTION_BATCH = 400
 _C.MODEL.SID_DROPOUT = 0.5
 _C.MODEL.DROP_PATH_RATE = 0.1
 _C.MODEL.FREEZE_BACKBONE = True
+# a frozen network with random weights (ViT without PRETRAINED, CLIP without weights) is an error unless this is True
+_C.MODEL.ALLOW_RANDOM_FROZEN = False
+_C.MODEL.RECOVER_TARGET_TYPE = "masked"  # MFM loss on the masked frequencies only (masked) or on all (normal)
 
 _C.MODEL.VIT = CN()
 _C.MODEL.VIT.PATCH_SIZE = 16
@@ -93,11 +105,14 @@ _C.AUG.HORIZONTAL_FLIP_PROB = 0.5
 _C.AUG.VERTICAL_FLIP_PROB = 0.5
 _C.AUG.ROTATION_PROB = 0.5
 _C.AUG.ROTATION_DEGREES = 90
+# crop_border: angle uniform in +-ROTATION_DEGREES, border cropped, resized back (upstream's albumentations
+# Rotate(crop_border=True) + Resize); right_angle: a multiple of 90 degrees (lossless, no resampling)
+_C.AUG.ROTATION_MODE = "crop_border"
 _C.AUG.GAUSSIAN_BLUR_PROB = 0.5
-_C.AUG.GAUSSIAN_BLUR_LIMIT = [3, 9]
+_C.AUG.GAUSSIAN_BLUR_LIMIT = [3, 9]  # kernel size drawn in this range (an even draw becomes the next odd size)
 _C.AUG.GAUSSIAN_BLUR_SIGMA = [0.01, 0.5]
 _C.AUG.GAUSSIAN_NOISE_PROB = 0.5
-_C.AUG.GAUSSIAN_NOISE_SIGMA = 0.02
+_C.AUG.GAUSSIAN_NOISE_VAR = [10.0, 50.0]  # variance range on the 0-255 scale (albumentations GaussNoise default)
 _C.AUG.JPEG_COMPRESSION_PROB = 0.5
 _C.AUG.JPEG_MIN_QUALITY = 50
 _C.AUG.JPEG_MAX_QUALITY = 100
@@ -109,16 +124,18 @@ _C.AUG.MIXUP_SWITCH_PROB = 0.5
 _C.AUG.MIXUP_MODE = "batch"
 
 _C.TRAIN = CN()
-_C.TRAIN.START_EPOCH = 0
-_C.TRAIN.EPOCHS = 35
+_C.TRAIN.EPOCHS = 35  # shared knob `train.epochs`
 _C.TRAIN.WARMUP_EPOCHS = 5
 _C.TRAIN.BASE_LR = 5e-4
 _C.TRAIN.WARMUP_LR = 2.5e-7
 _C.TRAIN.MIN_LR = 2.5e-7
 _C.TRAIN.WEIGHT_DECAY = 0.05
 _C.TRAIN.LAYER_DECAY = 0.8
-_C.TRAIN.CLIP_GRAD = None
-_C.TRAIN.ACCUMULATION_STEPS = 1
+_C.TRAIN.CLIP_GRAD = None  # shared knob `train.grad_clip` (None or 0 = off)
+_C.TRAIN.ACCUMULATION_STEPS = 1  # shared knob `train.accum_steps`
+# drop: upstream's rule (losses divided by ACCUMULATION_STEPS, an epoch's trailing partial group discarded);
+# mean: the shared default (the trailing group steps on its own mean)
+_C.TRAIN.ACCUMULATION_RULE = "drop"
 _C.TRAIN.LOSS = "bce"  # bce | focal (focal + the semantic / frequency consistency terms)
 _C.TRAIN.FOCAL_ALPHA = 0.25
 _C.TRAIN.FOCAL_GAMMA = 2.0
@@ -189,8 +206,28 @@ def validate(cfg: CN) -> None:
         raise ValueError(f"MODEL.FRE.EXTENDED_STATISTICS_MODE={cfg.MODEL.FRE.EXTENDED_STATISTICS_MODE!r}")
     if cfg.TRAIN.LOSS not in ("bce", "focal"):
         raise ValueError(f"TRAIN.LOSS={cfg.TRAIN.LOSS!r}: expected bce or focal")
-    if cfg.PRECISION not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"PRECISION={cfg.PRECISION!r}")
+    choices = {"PRECISION": (cfg.PRECISION, ("fp32", "bf16", "fp16")), "DEVICE": (cfg.DEVICE, ("auto", "cpu", "cuda")),
+               "TRAIN.ACCUMULATION_RULE": (cfg.TRAIN.ACCUMULATION_RULE, ("drop", "mean")),
+               "AUG.ROTATION_MODE": (cfg.AUG.ROTATION_MODE, ("crop_border", "right_angle")),
+               "MODEL.RECOVER_TARGET_TYPE": (cfg.MODEL.RECOVER_TARGET_TYPE, ("masked", "normal"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+    lo, hi = cfg.AUG.GAUSSIAN_BLUR_LIMIT
+    if not 1 <= lo <= hi:
+        raise ValueError(f"AUG.GAUSSIAN_BLUR_LIMIT={[lo, hi]}: expected 1 <= low <= high")
+
+
+# upstream's yacs names -> the shared knobs of common_utils.train (README, "Configuration")
+SHARED_KNOBS = {"SEED": "seed", "DEVICE": "device", "TRAIN.EPOCHS": "train.epochs", "PRECISION": "train.precision",
+                "TRAIN.CLIP_GRAD": "train.grad_clip", "TRAIN.ACCUMULATION_STEPS": "train.accum_steps",
+                "DATA.NUM_WORKERS": "data.num_workers"}
+
+
+def shared_train_knobs(cfg: CN) -> SimpleNamespace:
+    """The training section's shared knobs under their common_utils names (for ``common_utils.train.step_options``)."""
+    return SimpleNamespace(epochs=cfg.TRAIN.EPOCHS, precision=cfg.PRECISION,
+                           grad_clip=float(cfg.TRAIN.CLIP_GRAD or 0.0), accum_steps=cfg.TRAIN.ACCUMULATION_STEPS)
 
 
 def semantic_enabled(cfg: CN) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import torch
+from common_utils.train import adamw
 from torch import nn
 
 _BLOCK = re.compile(r"mfvit\.(?:vit\.blocks|early_fusion_gates)\.(\d+)\.")
@@ -38,6 +39,8 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float, dept
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.AdamW:
+    """common_utils' AdamW (fused kernel where possible) over :func:`param_groups`."""
     t = cfg.TRAIN
     groups = param_groups(model, t.WEIGHT_DECAY, t.LAYER_DECAY, cfg.MODEL.VIT.DEPTH)
-    return torch.optim.AdamW(groups, lr=t.BASE_LR, betas=tuple(t.OPTIMIZER.BETAS), eps=t.OPTIMIZER.EPS)
+    return adamw(groups, lr=t.BASE_LR, weight_decay=t.WEIGHT_DECAY, betas=tuple(t.OPTIMIZER.BETAS),
+                 eps=t.OPTIMIZER.EPS)

@@ -49,13 +49,69 @@ def test_train_transform_views_and_loader(tiny_data):
     rows = read_rows(tiny_data / "spai/train.csv", tiny_data, "train")
     assert len(rows) == 24
     from common_utils.data import load_image
-    assert TrainTransform(cfg)(load_image(rows[0].image)).shape == (3, 64, 192)
+    views = TrainTransform(cfg)(load_image(rows[0].image))
+    assert views.shape == (3, 3, 64, 64) and views.dtype == torch.float32 and 0 <= views.min() <= views.max() <= 1
 
     class Ctx:
         distributed, device, rank, world_size = False, torch.device("cpu"), 0, 1
     loader = build_loader(rows, EvalTransform(64), 4, Ctx, cfg, train=False, collate=collate_list)
     images, labels, idx = next(iter(loader))
     assert isinstance(images, list) and len({im.shape for im in images}) > 1 and idx.tolist() == [0, 1, 2, 3]
+
+
+def test_training_views_are_whole_patches_without_seams():
+    """Each augmented view is exactly one patch, whatever PATCH_STRIDE (the design's 112 of 224 made patches that
+    straddled two independently augmented views)."""
+    cfg = get_config(CONFIGS / "tiny.yaml", ["MODEL.PATCH_VIT.PATCH_STRIDE", 32])
+    torch.manual_seed(0)
+    model = build_cls_model(cfg).eval()
+    seen = []
+    model.mfvit.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    views = torch.rand(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        logits = model(views)
+    assert logits.shape == (2, 1)
+    torch.testing.assert_close(seen[0], views.flatten(0, 1), atol=0, rtol=0)  # 8 patches = the 8 views
+    with pytest.raises(ValueError, match="one 64 px patch"):
+        model(torch.rand(2, 4, 3, 64, 128))
+
+
+def test_augmentation_order_is_upstreams():
+    assert TrainTransform.STEPS == ("crop", "hflip", "vflip", "rotate", "blur", "noise", "color_jitter", "jpeg")
+
+
+def test_jpeg_is_applied_after_blur_and_noise():
+    """Blur, noise and JPEG always on, on a flat grey image: strong JPEG after the noise removes most of it (noise
+    added after the JPEG step would stay at its full standard deviation, ~7 levels)."""
+    cfg = get_config(CONFIGS / "tiny.yaml", ["AUG.GAUSSIAN_BLUR_PROB", 1.0, "AUG.GAUSSIAN_NOISE_PROB", 1.0,
+                                             "AUG.GAUSSIAN_NOISE_VAR", [50.0, 50.0], "AUG.JPEG_COMPRESSION_PROB", 1.0,
+                                             "AUG.JPEG_MIN_QUALITY", 20, "AUG.JPEG_MAX_QUALITY", 20])
+    torch.manual_seed(0)
+    grey = torch.full((3, 64, 64), 128, dtype=torch.uint8)
+    t = TrainTransform(cfg)
+    out = t.view(grey) * 255
+    noise_only = t.step("noise", grey).float()
+    assert noise_only.std() > 6.5 and out.std() < 0.5 * noise_only.std()
+
+
+def test_rotation_crops_the_border_instead_of_black_corners():
+    from spai.data.data_finetune import rotate_crop_border
+    white = torch.full((3, 64, 64), 255, dtype=torch.uint8)
+    for angle in (-89.0, -30.0, 10.0, 45.0, 90.0):
+        out = rotate_crop_border(white, angle)
+        assert out.shape == (3, 64, 64) and int(out.min()) >= 250, angle  # RandomRotation left ~11 % black
+    cfg = get_config(CONFIGS / "tiny.yaml", ["AUG.ROTATION_PROB", 1.0, "AUG.ROTATION_MODE", "right_angle"])
+    x = torch.arange(3 * 64 * 64, dtype=torch.int64).reshape(3, 64, 64).to(torch.uint8)
+    torch.manual_seed(0)
+    rotated = TrainTransform(cfg).step("rotate", x)
+    assert any(torch.equal(rotated, torch.rot90(x, k, dims=(-2, -1))) for k in (1, 2, 3))
+
+
+def test_blur_kernel_draws_upstream_range():
+    from spai.data.data_finetune import blur_kernel_size
+    torch.manual_seed(0)
+    sizes = {blur_kernel_size(3, 9) for _ in range(200)}
+    assert sizes == {3, 5, 7, 9}  # was fixed at 9
 
 
 def test_bad_csv_names_file_and_line(tmp_path):

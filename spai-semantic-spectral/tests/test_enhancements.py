@@ -135,6 +135,9 @@ def test_clip_spectral_backbone_option():
     tokens = model.mfvit.vit(torch.rand(3, 3, 64, 64))
     assert tokens.shape == (3, 2, 16, 32)  # [P, layers, (64/16)^2 tokens, width]
     assert model.eval()([torch.rand(3, 64, 100)]).shape == (1, 1)
+    # one CLIP tower: the backbone's tower also gives the semantic context (no second copy)
+    assert model.mfvit.semantic() is model.mfvit.vit.tower
+    assert not any(k.startswith("mfvit.semantic_tower.") for k in model.state_dict())
     names = {n for g in build_optimizer(cfg, model).param_groups for n in g["names"]}
     assert not any(n.startswith("mfvit.vit.") for n in names) and "mfvit.early_fusion_gates.0.out.weight" in names
     with pytest.raises(ValueError, match="EMBED_DIM"):
@@ -151,7 +154,7 @@ def test_trained_enhanced_checkpoint_must_hold_every_semantic_module(parity_dir,
     cfg.merge_from_list(ENHANCED)
     state = {k: v for k, v in build_cls_model(cfg).state_dict().items() if not k.startswith(SEMANTIC_TOWER)}
     save_checkpoint({"model": state, "epoch": 1}, tmp_path / "trained.pth")
-    assert load_pretrained(build_cls_model(cfg), tmp_path / "trained.pth") == 1
+    assert load_pretrained(build_cls_model(cfg), tmp_path / "trained.pth").epoch == 1
     semantic = sorted(k for k in state if k.startswith(SEMANTIC_MODULES))
     del state[semantic[0]]
     save_checkpoint({"model": state, "epoch": 1}, tmp_path / "partial.pth")

@@ -22,7 +22,7 @@ def io(parity_dir):
 def small(parity_dir):
     cfg = load_yaml_config(parity_dir / "small_config.yaml")
     model = build_cls_model(cfg)
-    assert load_pretrained(model, parity_dir / "small.pth") == 3
+    assert load_pretrained(model, parity_dir / "small.pth").epoch == 3
     return cfg, model.eval()
 
 

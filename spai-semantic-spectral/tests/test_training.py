@@ -1,11 +1,13 @@
-"""Trainer: learning on a tiny task, exact resume, layer decay, two-stage schedule, mixup, CLI."""
+"""Trainer: learning on a tiny task, kill-and-resume, accumulation rule, layer decay, two-stage schedule, mixup, CLI."""
 import json
+import os
 
 import pytest
 import torch
+from common_utils.train.testing import FAULT_ENV, metrics_rows, run_forked
 from conftest import CONFIGS
 from spai.config import get_config
-from spai.engine import apply_training_stage, build_mixup, train_model
+from spai.engine import apply_training_stage, build_mixup, mix, train_model
 from spai.models import build_cls_model
 from spai.optimizer import build_optimizer, layer_id
 
@@ -26,30 +28,57 @@ def test_tiny_run_learns(tiny_data, tmp_path):
     assert (tmp_path / "run/config.yaml").is_file() and (tmp_path / "run/best.pth").is_file()
 
 
-class Preempted(Exception):
-    """Raised inside the training loop to simulate a job killed after an epoch."""
+RESUME_ARGS = ["--opt", "TRAIN.EPOCHS", "2", "--opt", "DATA.BATCH_SIZE", "8", "--opt", "DATA.AUGMENTED_VIEWS", "1",
+               "--opt", "MODEL.VIT.PATCH_SIZE", "16", "--opt", "TRAIN.WARMUP_EPOCHS", "0",
+               "MODEL.FRE.USE_ADAPTIVE_GATING=True", "TRAIN.SEMANTIC_STAGE_EPOCHS=1", "TRAIN.LOSS=focal",
+               "TRAIN.FREQUENCY_CONSISTENCY_WEIGHT=0.05", "AUG.MIXUP=0.4", "MODEL.ALLOW_RANDOM_FROZEN=True"]
 
 
-def test_resume_reproduces_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    opts = ["TRAIN.EPOCHS", 2, "MODEL.FRE.USE_ADAPTIVE_GATING", True, "TRAIN.SEMANTIC_STAGE_EPOCHS", 1,
-            "TRAIN.LOSS", "focal", "TRAIN.FREQUENCY_CONSISTENCY_WEIGHT", 0.05, "AUG.MIXUP", 0.4]
-    full, _ = _train_no_test(tiny_data, tmp_path / "full", opts)
+def _cli_train(tiny_data, out):
+    return ["train", "--cfg", str(CONFIGS / "tiny.yaml"), "--data-path", str(tiny_data / "spai/train.csv"),
+            "--csv-root-dir", str(tiny_data), "--output", str(out), *RESUME_ARGS]
 
-    import spai.engine
-    save = spai.engine.save_checkpoint
 
-    def save_then_stop(state, path):  # the job is killed right after the first epoch's checkpoint
-        save(state, path)
-        raise Preempted
+@pytest.fixture(scope="module")
+def reference_run(tiny_data, tmp_path_factory):
+    from spai.__main__ import main
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert run_forked(main, _cli_train(tiny_data, out)) == 0
+    return out
 
-    monkeypatch.setattr(spai.engine, "save_checkpoint", save_then_stop)
-    with pytest.raises(Preempted):
-        _train_no_test(tiny_data, tmp_path / "part", opts)
-    monkeypatch.setattr(spai.engine, "save_checkpoint", save)
-    assert torch.load(tmp_path / "part/last.pth", weights_only=True)["epoch"] == 0
-    resumed, _ = _train_no_test(tiny_data, tmp_path / "part", opts, resume="auto")
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), k
+
+@pytest.mark.parametrize("fault", ["after_checkpoint:1", "before_checkpoint:2", "after_metrics:1"])
+def test_killed_run_resumes_to_the_same_metrics_and_weights(tiny_data, tmp_path, reference_run, fault):
+    from spai.__main__ import main
+    run = tmp_path / "run"
+    assert run_forked(main, _cli_train(tiny_data, run), env={FAULT_ENV: fault}) == -9
+    assert run_forked(main, _cli_train(tiny_data, run)) != 0  # another run's files: refused without --resume
+    assert run_forked(main, [*_cli_train(tiny_data, run), "--resume", "auto"]) == 0
+    assert metrics_rows(run / "metrics.jsonl") == metrics_rows(reference_run / "metrics.jsonl")
+    ref, got = (torch.load(d / "last.pth", weights_only=True)["models"]["model"] for d in (reference_run, run))
+    for k, v in ref.items():
+        assert torch.equal(v, got[k]), k
+    rows = metrics_rows(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["stage"] == 1 and rows[1]["stage"] == 2
+
+
+@pytest.mark.parametrize("rule,steps", [("drop", 1), ("mean", 2)])
+def test_accumulation_rule(tiny_data, tmp_path, rule, steps):
+    """24 training rows, batch 8: 3 batches per epoch in groups of 2. Upstream's rule drops the trailing batch."""
+    _train_no_test(tiny_data, tmp_path / rule, ["TRAIN.EPOCHS", 1, "TRAIN.ACCUMULATION_STEPS", 2,
+                                                 "TRAIN.ACCUMULATION_RULE", rule])
+    row = json.loads((tmp_path / rule / "metrics.jsonl").read_text())
+    assert row["steps"] == steps
+
+
+def test_random_frozen_backbone_is_an_error_unless_allowed(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="PRETRAINED"):
+        _train_no_test(tiny_data, tmp_path / "a", ["MODEL.FREEZE_BACKBONE", True])
+    with pytest.raises(ValueError, match="semantic tower"):
+        _train_no_test(tiny_data, tmp_path / "b", ["MODEL.FRE.USE_ADAPTIVE_GATING", True])
+    assert not (tmp_path / "a" / "config.yaml").exists()  # refused before anything was written
+    _train_no_test(tiny_data, tmp_path / "c", ["TRAIN.EPOCHS", 1, "MODEL.FREEZE_BACKBONE", True,
+                                               "MODEL.ALLOW_RANDOM_FROZEN", True])
 
 
 def _train_no_test(tiny_data, out, opts, resume=None):
@@ -88,12 +117,12 @@ def test_two_stage_schedule():
 
 def test_mixup_and_cutmix_are_applied():
     cfg = get_config(CONFIGS / "tiny.yaml", ["AUG.MIXUP", 0.4, "AUG.CUTMIX", 1.0])
-    mix = build_mixup(cfg)
-    x, y = torch.rand(4, 3, 64, 128), torch.tensor([0, 1, 0, 1])
+    mixup = build_mixup(cfg)
+    x, y = torch.rand(4, 2, 3, 64, 64), torch.tensor([0, 1, 0, 1])
     torch.manual_seed(0)
-    mixed, soft = mix(x.clone(), y)
-    assert not torch.equal(mixed, x) and soft.shape == (4, 2)
-    assert torch.all((soft[:, 1] > 0) & (soft[:, 1] < 1))
+    mixed, soft = mix(mixup, x.clone(), y)
+    assert mixed.shape == x.shape and not torch.equal(mixed, x) and soft.shape == (4,)
+    assert torch.all((soft > 0) & (soft < 1))
     assert build_mixup(get_config(CONFIGS / "tiny.yaml")) is None
 
 
@@ -122,11 +151,23 @@ def test_cli_test_and_infer(tiny_data, tmp_path):
     single.write_text("image,class,split\n" + "\n".join(rows) + "\n")
     from spai.__main__ import main
     main(["test", "--model", str(tmp_path / "m.pth"), "--test-csv", str(tiny_data / "spai/test.csv"),
-                          "--test-csv-root-dir", str(tiny_data), "--test-csv", str(single), "--test-csv-root-dir",
-                          str(tiny_data), "--output", str(tmp_path / "t"), "--resize-to", "100"])
+          "--test-csv", str(single), "--test-csv-root-dir", str(tiny_data), "--output", str(tmp_path / "t"),
+          "--resize-to", "100"])  # one root for both CSVs (upstream's rule)
     metrics = json.loads((tmp_path / "t/test_metrics.json").read_text())
     assert metrics["test"]["auc"] is not None and metrics["test"]["n_real"] == 4 and metrics["test"]["n_fake"] == 4
     assert metrics["real_only"]["single_class"] and metrics["real_only"]["auc"] is None
+    table = (tmp_path / "t/test_metrics.md").read_text().splitlines()
+    assert table[0].startswith("| test set | AUC | AP | accuracy") and table[3].startswith("| real_only | n/a | n/a")
+    csv_rows = (tmp_path / "t/test_metrics.csv").read_text().splitlines()
+    assert csv_rows[0] == "test_set,auc,ap,acc,n_real,n_fake" and csv_rows[2].startswith("real_only,,,")
+    local = tmp_path / "local"  # a CSV whose paths are relative to its own folder needs no root
+    local.mkdir()
+    every = (tiny_data / "spai/test.csv").read_text().splitlines()[1:]
+    (local / "set.csv").write_text("image,class,split\n" + "\n".join(
+        f"{os.path.relpath(tiny_data / r.split(',')[0], local)},{r.split(',')[1]},test" for r in every) + "\n")
+    main(["test", "--model", str(tmp_path / "m.pth"), "--test-csv", str(local / "set.csv"), "--output",
+          str(tmp_path / "t2")])
+    assert json.loads((tmp_path / "t2/test_metrics.json").read_text())["set"]["n"] == len(every)
     main(["infer", "--model", str(tmp_path / "m.pth"), "--input", str(tiny_data / "images/fake"),
                           "--output", str(tmp_path / "i")])
     lines = (tmp_path / "i/fake.csv").read_text().splitlines()
@@ -141,7 +182,7 @@ def test_tiny_run_learns_synthetic_ai_images(tmp_path):
     generate(root, n=40, seed=0)
     tests = sorted((root / "spai").glob("test_*.csv"))
     cfg = get_config(CONFIGS / "tiny.yaml", ["DATA.AUGMENTED_VIEWS", 2])
-    _, results = train_model(cfg, root / "spai/train.csv", root, tests, [root] * len(tests), output=tmp_path / "run")
+    _, results = train_model(cfg, root / "spai/train.csv", root, tests, [root], output=tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert lines[2]["val_auc"] > 0.7 and lines[2]["val_auc"] > lines[0]["val_auc"]
     aucs = [m["auc"] for m in results.values()]

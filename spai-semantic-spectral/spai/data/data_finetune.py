@@ -1,13 +1,17 @@
-"""SPAI CSV datasets, augmentations (torchvision v2, torch RNG) and loaders."""
+"""SPAI CSV datasets, training augmentations (upstream's order and ranges, torch RNG), test transforms, loaders."""
 from __future__ import annotations
 
+import io
+import math
 from pathlib import Path
 
 import torch
 import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as TF
 from common_utils.data import SpaiRow, load_image, read_spai_csv
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from common_utils.train import build_loader as engine_loader
+from PIL import Image
+from torch.utils.data import Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 
 class CSVDataset(Dataset):
@@ -24,43 +28,113 @@ class CSVDataset(Dataset):
         return self.transform(load_image(row.image)), float(row.label), i
 
 
+def _uniform(lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(()))
+
+
+def _chance(p: float) -> bool:
+    return p > 0 and float(torch.rand(())) < p
+
+
+def rotate_crop_border(x: torch.Tensor, angle: float) -> torch.Tensor:
+    """Rotate a square ``[C, S, S]`` image by ``angle`` degrees, keep the largest centred square free of the
+    rotation's empty corners (side S / (|cos| + |sin|), less a pixel each side that bilinear interpolation would
+    mix with them) and resize it back to S: albumentations' ``Rotate(crop_border=True)`` followed by ``Resize``."""
+    size = x.shape[-1]
+    rad = math.radians(angle)
+    c, s = abs(math.cos(rad)), abs(math.sin(rad))
+    side = size if min(c, s) < 1e-9 else max(1, math.floor(size / (c + s)) - 2)
+    rotated = TF.rotate(x, angle, interpolation=T.InterpolationMode.BILINEAR)
+    return TF.resize(TF.center_crop(rotated, [side, side]), [size, size], antialias=True)
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip of a uint8 ``[3, H, W]`` image with Pillow (libjpeg, 4:2:0), as albumentations' OpenCV one."""
+    buf = io.BytesIO()
+    Image.fromarray(x.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as img:
+        return TF.pil_to_tensor(img.convert("RGB"))
+
+
+def blur_kernel_size(low: int, high: int) -> int:
+    """albumentations' draw (1.4): uniform in [low, high]; an even size becomes the next odd one."""
+    k = int(torch.randint(low, high + 1, ()))
+    return k if k % 2 else k + 1
+
+
 class TrainTransform:
-    """PIL -> [3, S, S * AUGMENTED_VIEWS] in [0, 1]: independently augmented views side by side."""
+    """PIL -> [V, 3, S, S] in [0, 1]: V independently augmented views, each one patch for the model.
+
+    Each view follows upstream's order (``STEPS``) on 8-bit pixels: crop (RandomResizedCrop, or a native-scale
+    random crop with reflect padding), horizontal / vertical flip, rotation (``AUG.ROTATION_MODE``), Gaussian blur
+    (kernel 3-9, sigma 0.01-0.5), Gaussian noise (variance 10-50 on 0-255), colour jitter, JPEG (quality 50-100)
+    last. All randomness comes from torch's RNG.
+    """
+
+    STEPS = ("crop", "hflip", "vflip", "rotate", "blur", "noise", "color_jitter", "jpeg")
 
     def __init__(self, cfg):
-        a, size = cfg.AUG, cfg.DATA.IMG_SIZE
-        self.views = cfg.DATA.AUGMENTED_VIEWS
-        crop = (T.RandomResizedCrop(size, scale=(a.MIN_CROP_AREA, a.MAX_CROP_AREA), antialias=True)
-                if a.RESIZED_CROP else T.RandomCrop(size, pad_if_needed=True))
-        ops = [T.PILToTensor(), crop, T.RandomHorizontalFlip(a.HORIZONTAL_FLIP_PROB),
-               T.RandomVerticalFlip(a.VERTICAL_FLIP_PROB),
-               T.RandomApply([T.RandomRotation(a.ROTATION_DEGREES)], p=a.ROTATION_PROB),
-               T.RandomApply([T.JPEG((a.JPEG_MIN_QUALITY, a.JPEG_MAX_QUALITY))], p=a.JPEG_COMPRESSION_PROB),
-               T.RandomApply([T.ColorJitter(0.2, 0.2, 0.2, 0.05)], p=a.COLOR_JITTER),
-               T.ToDtype(torch.float32, scale=True),
-               T.RandomApply([T.GaussianBlur(_odd_sizes(a.GAUSSIAN_BLUR_LIMIT), tuple(a.GAUSSIAN_BLUR_SIGMA))],
-                             p=a.GAUSSIAN_BLUR_PROB),
-               T.RandomApply([T.GaussianNoise(sigma=a.GAUSSIAN_NOISE_SIGMA, clip=True)], p=a.GAUSSIAN_NOISE_PROB)]
-        self.transform = T.Compose(ops)
+        self.aug, self.size, self.views = cfg.AUG, cfg.DATA.IMG_SIZE, cfg.DATA.AUGMENTED_VIEWS
+        a = cfg.AUG
+        self.crop = (T.RandomResizedCrop(self.size, scale=(a.MIN_CROP_AREA, a.MAX_CROP_AREA), antialias=True)
+                     if a.RESIZED_CROP else T.RandomCrop(self.size, pad_if_needed=True, padding_mode="reflect"))
+        self.jitter = T.ColorJitter(0.2, 0.2, 0.2, 0.05)
+
+    def step(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Apply step ``name`` (with its probability) to a uint8 ``[3, H, W]`` view."""
+        a = self.aug
+        if name == "crop":
+            return self.crop(x)
+        if name == "hflip":
+            return TF.horizontal_flip(x) if _chance(a.HORIZONTAL_FLIP_PROB) else x
+        if name == "vflip":
+            return TF.vertical_flip(x) if _chance(a.VERTICAL_FLIP_PROB) else x
+        if name == "rotate":
+            if not _chance(a.ROTATION_PROB):
+                return x
+            if a.ROTATION_MODE == "right_angle":
+                return torch.rot90(x, int(torch.randint(1, 4, ())), dims=(-2, -1))
+            return rotate_crop_border(x, _uniform(-a.ROTATION_DEGREES, a.ROTATION_DEGREES))
+        if name == "blur":
+            if not _chance(a.GAUSSIAN_BLUR_PROB):
+                return x
+            k, sigma = blur_kernel_size(*a.GAUSSIAN_BLUR_LIMIT), _uniform(*a.GAUSSIAN_BLUR_SIGMA)
+            return TF.gaussian_blur(x, [k, k], [sigma, sigma])
+        if name == "noise":
+            if not _chance(a.GAUSSIAN_NOISE_PROB):
+                return x
+            sigma = math.sqrt(_uniform(*a.GAUSSIAN_NOISE_VAR))
+            return (x.float() + torch.randn(x.shape) * sigma).round().clamp(0, 255).to(torch.uint8)
+        if name == "color_jitter":
+            return self.jitter(x) if _chance(a.COLOR_JITTER) else x
+        if name == "jpeg":
+            if not _chance(a.JPEG_COMPRESSION_PROB):
+                return x
+            return jpeg(x, int(torch.randint(a.JPEG_MIN_QUALITY, a.JPEG_MAX_QUALITY + 1, ())))
+        raise KeyError(name)
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.STEPS:
+            x = self.step(name, x)
+        return TF.to_dtype(x, torch.float32, scale=True)
 
     def __call__(self, img):
-        return torch.cat([self.transform(img) for _ in range(self.views)], dim=-1)
-
-
-def _odd_sizes(limit) -> int:
-    """torchvision blurs with one odd kernel size; use the largest odd size in the configured range."""
-    k = int(limit[1])
-    return k if k % 2 else k - 1
+        x = TF.pil_to_tensor(img)
+        return torch.stack([self.view(x) for _ in range(self.views)])
 
 
 class EvalTransform:
     """PIL -> [3, H, W] in [0, 1] at original resolution; optional resize so the longest side is
-    ``resize_to`` (aspect kept); zero-padded (centred) to at least one patch."""
+    ``resize_to`` (aspect kept); zero-padded (centred) to at least one patch. ``perturb`` (8-bit PIL -> PIL,
+    e.g. :class:`spai.robustness.Perturbation`) is applied first."""
 
-    def __init__(self, patch_size: int, resize_to: int | None = None):
-        self.patch_size, self.resize_to = patch_size, resize_to
+    def __init__(self, patch_size: int, resize_to: int | None = None, perturb=None):
+        self.patch_size, self.resize_to, self.perturb = patch_size, resize_to, perturb
 
     def __call__(self, img):
+        if self.perturb is not None:
+            img = self.perturb(img)
         x = TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
         if self.resize_to:
             h, w = x.shape[-2:]
@@ -80,12 +154,14 @@ def collate_list(batch):
 
 
 def read_rows(csv_path: str | Path, root: str | Path | None, split: str | None) -> list[SpaiRow]:
+    """Rows of a SPAI CSV; relative paths resolve against ``root``, by default the CSV's own folder."""
     return read_spai_csv(csv_path, root=root or None, split=split)
 
 
 def build_loader(rows, transform, batch_size, ctx, cfg, train: bool, seed: int = 0, collate=None,
-                 prefetch: int | None = None) -> DataLoader:
-    """Loader with a DistributedSampler under DDP; training shuffles from (seed, epoch) via set_epoch."""
+                 prefetch: int | None = None):
+    """``common_utils.train.build_loader`` with a DistributedSampler under DDP; training shuffles from
+    (seed, epoch) via :func:`set_loader_epoch` and drops the last incomplete batch."""
     dataset = CSVDataset(rows, transform)
     if ctx.distributed:
         sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=train, seed=seed, drop_last=train)
@@ -93,13 +169,11 @@ def build_loader(rows, transform, batch_size, ctx, cfg, train: bool, seed: int =
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = SequentialSampler(dataset)
-    workers = cfg.DATA.NUM_WORKERS
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=cfg.DATA.PIN_MEMORY and ctx.device.type == "cuda", drop_last=train,
-                      collate_fn=collate, prefetch_factor=(prefetch or 2) if workers else None)
+    return engine_loader(dataset, batch_size, ctx, num_workers=cfg.DATA.NUM_WORKERS, sampler=sampler,
+                         drop_last=train, collate_fn=collate, prefetch_factor=prefetch)
 
 
-def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+def set_loader_epoch(loader, seed: int, epoch: int) -> None:
     """Shuffle order from (seed, epoch) only, so a resumed run sees the same order."""
     sampler = loader.sampler
     if isinstance(sampler, DistributedSampler):

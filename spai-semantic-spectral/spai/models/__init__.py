@@ -1,4 +1,4 @@
-from .build import build_cls_model, load_pretrained
+from .build import Loaded, build_cls_model, load_mfm_backbone, load_pretrained
 from .sid import STATISTICS_12, PatchBasedMFViT
 
-__all__ = ["build_cls_model", "load_pretrained", "PatchBasedMFViT", "STATISTICS_12"]
+__all__ = ["Loaded", "build_cls_model", "load_mfm_backbone", "load_pretrained", "PatchBasedMFViT", "STATISTICS_12"]

@@ -35,6 +35,7 @@ class SemanticTower(nn.Module):
         else:
             log.warning("semantic tower %s: no MODEL.SEMANTIC.CLIP_WEIGHTS given, random init", model_name)
             clip = open_clip.create_model(model_name)
+        self.pretrained = bool(weights)
         self.visual = clip.visual
         self.visual.output_tokens = True
         self.image_size = self.visual.image_size[0]
@@ -73,6 +74,10 @@ class CLIPSpectralBackbone(nn.Module):
         self._ln2 = []
         for blk in self.blocks:
             blk.ln_2.register_forward_hook(lambda m, i, o: self._ln2.append(o))
+
+    def release_hooks(self) -> None:
+        """Drop the ln_2 outputs a forward of the tower on its own (the semantic context) left behind."""
+        self._ln2.clear()
 
     def forward(self, x: torch.Tensor, after_block=None, grad_from: int = 0) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and grad_from <= 0):

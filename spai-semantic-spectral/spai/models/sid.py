@@ -8,6 +8,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from ..config import semantic_enabled
 from .backbones import CLIPSpectralBackbone, SemanticTower
 from .filters import filter_image_frequencies, generate_circular_mask
 from .fusion import AdaptiveGating, EarlyFusionGate, FrequencyAwareCrossAttention, HierarchicalFusion, zero_linear
@@ -24,6 +25,14 @@ SEMANTIC_MODULES = ("mfvit.early_fusion_gates.", "mfvit.features_processor.cross
                     "mfvit.features_processor.hierarchical_fusion.", "mfvit.features_processor.adaptive_gating.",
                     "mfvit.features_processor.extra_statistics.")
 SEMANTIC_TOWER = "mfvit.semantic_tower."
+
+
+def side_init(factory):
+    """Build a module without consuming the global RNG: the enhancements' modules draw their initial values from a
+    forked stream, so that at the same seed every tensor base SPAI has is initialised identically with or without
+    them (a fair comparison starts from the same initialisation)."""
+    with torch.random.fork_rng(devices=[]):
+        return factory()
 
 
 class Projector(nn.Module):
@@ -92,19 +101,20 @@ class FrequencyRestorationEstimator(nn.Module):
         self.original_features_processor = (FeatureImportanceProjector(n, p, vit.PROJECTION_LAYERS, drop)
                                             if fre.ORIGINAL_IMAGE_FEATURES_BRANCH else None)
         self.extended = fre.USE_EXTENDED_STATISTICS
+        self.semantic = bool(sem_dim)  # the semantic tower feeds this estimator or the fusion gates
         self.concat_extended = self.extended and fre.EXTENDED_STATISTICS_MODE == "concat"
         self.out_dim = (12 if self.concat_extended else 6) * n + (p if self.original_features_processor else 0)
         if self.extended and not self.concat_extended:
-            self.extra_statistics = zero_linear(6 * n, self.out_dim)
+            self.extra_statistics = side_init(lambda: zero_linear(6 * n, self.out_dim))
         if fre.USE_FREQUENCY_AWARE_ATTENTION:
-            self.cross_attention = FrequencyAwareCrossAttention(p, sem_width, fre.SEMANTIC_NUM_HEADS,
-                                                                fre.SEMANTIC_DROPOUT)
+            self.cross_attention = side_init(lambda: FrequencyAwareCrossAttention(
+                p, sem_width, fre.SEMANTIC_NUM_HEADS, fre.SEMANTIC_DROPOUT))
         if fre.USE_HIERARCHICAL_FUSION:
             if self.original_features_processor is None:
                 raise ValueError("MODEL.FRE.USE_HIERARCHICAL_FUSION needs ORIGINAL_IMAGE_FEATURES_BRANCH")
-            self.hierarchical_fusion = HierarchicalFusion(p)
+            self.hierarchical_fusion = side_init(lambda: HierarchicalFusion(p))
         if fre.USE_ADAPTIVE_GATING:
-            self.adaptive_gating = AdaptiveGating(self.out_dim, sem_dim)
+            self.adaptive_gating = side_init(lambda: AdaptiveGating(self.out_dim, sem_dim))
 
     def forward(self, orig, low, high, sem_vector=None, sem_tokens=None):
         feats = {"orig": self.patch_projector(orig), "low": self.patch_projector(low),
@@ -159,13 +169,17 @@ class MFViT(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.frozen_backbone = cfg.MODEL.FREEZE_BACKBONE or cfg.MODEL_WEIGHTS == "clip"
         self.vit.requires_grad_(not self.frozen_backbone)
+        self.clip_backbone = cfg.MODEL_WEIGHTS == "clip"
         sem_dim = sem_width = 0
-        if fre.EARLY_FUSION_LAYERS or fre.USE_FREQUENCY_AWARE_ATTENTION or fre.USE_ADAPTIVE_GATING:
-            self.semantic_tower = SemanticTower(cfg.MODEL.SEMANTIC.CLIP_MODEL, cfg.MODEL.SEMANTIC.CLIP_WEIGHTS)
-            sem_dim, sem_width = self.semantic_tower.embed_dim, self.semantic_tower.width
+        if semantic_enabled(cfg):
+            if not self.clip_backbone:  # with a CLIP backbone its own tower gives the semantic context (one copy)
+                self.semantic_tower = side_init(lambda: SemanticTower(cfg.MODEL.SEMANTIC.CLIP_MODEL,
+                                                                      cfg.MODEL.SEMANTIC.CLIP_WEIGHTS))
+            tower = self.semantic()
+            sem_dim, sem_width = tower.embed_dim, tower.width
         if fre.EARLY_FUSION_LAYERS:
-            self.early_fusion_gates = nn.ModuleDict({str(i): EarlyFusionGate(vit.EMBED_DIM, sem_dim)
-                                                     for i in fre.EARLY_FUSION_LAYERS})
+            self.early_fusion_gates = side_init(lambda: nn.ModuleDict(
+                {str(i): EarlyFusionGate(vit.EMBED_DIM, sem_dim) for i in fre.EARLY_FUSION_LAYERS}))
         self.features_processor = FrequencyRestorationEstimator(cfg, sem_dim, sem_width)
         self.out_dim = self.features_processor.out_dim
 
@@ -175,13 +189,21 @@ class MFViT(nn.Module):
             self.vit.eval()  # a frozen backbone keeps drop-path off (upstream left it in train mode)
         return self
 
+    def semantic(self) -> SemanticTower | None:
+        """The frozen CLIP tower giving the semantic context: its own module, or the CLIP backbone's tower."""
+        if self.clip_backbone:
+            return self.vit.tower
+        return getattr(self, "semantic_tower", None)
+
     def forward(self, x: torch.Tensor):
         low, high = filter_image_frequencies(x, self.frequencies_mask)
         images = [x, low.clamp(0, 1), high.clamp(0, 1)]
         sem_vector = sem_tokens = None
         hooks = None
-        if hasattr(self, "semantic_tower"):
-            sem_vector, sem_tokens = self.semantic_tower(x)
+        if self.features_processor.semantic:
+            sem_vector, sem_tokens = self.semantic()(x)
+            if self.clip_backbone:
+                self.vit.release_hooks()
         if hasattr(self, "early_fusion_gates"):
             hooks = {int(i): (lambda t, g=g: g(t, sem_vector)) for i, g in self.early_fusion_gates.items()}
         # a frozen ViT needs autograd only after the first fusion gate (gradients flow back to the gates)
@@ -205,8 +227,9 @@ class ClassificationHead(nn.Module):
 class PatchBasedMFViT(nn.Module):
     """Any-resolution SPAI: per-patch vectors pooled by spectral context attention, then a 1-logit head.
 
-    forward(x) with x a tensor [B, 3, S, k*S] (training views side by side; all grid patches) or a list of
-    [3, H, W] / [1, 3, H, W] images of any size (grid at PATCH_STRIDE, five-crop below MINIMUM_PATCHES).
+    forward(x) with x a tensor [B, V, 3, S, S] (training: V augmented views, each view one patch, so no patch
+    straddles two views), a tensor [B, 3, H, W] (same-size images: grid patches) or a list of [3, H, W] /
+    [1, 3, H, W] images of any size (grid at PATCH_STRIDE, five-crop below MINIMUM_PATCHES).
     Returns logits [B, 1] (and, with return_aux, the aux dict of the per-patch features).
     """
 
@@ -258,11 +281,16 @@ class PatchBasedMFViT(nn.Module):
 
     def forward(self, x, feature_extraction_batch: int | None = None, return_aux: bool = False):
         chunk = feature_extraction_batch or self.feature_extraction_batch
-        if isinstance(x, torch.Tensor):
-            images, five_crop = list(x), False
+        if isinstance(x, torch.Tensor) and x.dim() == 5:
+            if x.shape[-2:] != (self.img_size, self.img_size):
+                raise ValueError(f"views of {tuple(x.shape[-2:])} px; each view must be one {self.img_size} px patch")
+            patches = list(x)
         else:
-            images, five_crop = [im[0] if im.dim() == 4 else im for im in x], True
-        patches = [self.patchify(im, five_crop) for im in images]
+            if isinstance(x, torch.Tensor):
+                images, five_crop = list(x), False
+            else:
+                images, five_crop = [im[0] if im.dim() == 4 else im for im in x], True
+            patches = [self.patchify(im, five_crop) for im in images]
         feats, aux = self.extract(torch.cat(patches), chunk)
         pooled = [self.patches_attention(f[None]) for f in feats.split([p.shape[0] for p in patches])]
         logits = self.cls_head(self.norm(torch.cat(pooled)))
