@@ -36,8 +36,7 @@ def pin_threads() -> int:
 
 THREADS = pin_threads()
 import torch  # noqa: E402
-from clip_fairness_adapter.losses import BatchedSinkhorn, PairwiseFairnessLoss  # noqa: E402
-from clip_fairness_adapter.losses import build_fair_loss  # noqa: E402
+from clip_fairness_adapter.losses import BatchedSinkhorn, PairwiseFairnessLoss, build_fair_loss  # noqa: E402
 from common_utils.train import load_config  # noqa: E402
 from geomloss import SamplesLoss  # noqa: E402
 
