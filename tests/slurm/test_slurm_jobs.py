@@ -288,7 +288,11 @@ def interrupted_then_finished(job: str, trained, layout, data_root, workdir, int
         first.expect(first.wait(60), "CANCELLED")
     else:
         subprocess.run(["scontrol", "requeue", first.job_id], check=True, capture_output=True)
-        first.wait(60, until=lambda: first.state() == "PENDING")  # killed, back in the queue
+        deadline = time.monotonic() + 60  # killed, back in the queue; on its way the job may briefly show
+        while (state := first.state()) != "PENDING":  # FAILED or REQUEUED, which first.wait would take as its end
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {first.job_id} is {state} 60 s after scontrol requeue, not back in the queue")
+            time.sleep(0.2)
         # SLURM holds a requeued job for two minutes (Reason=BeginTime); release it now.
         subprocess.run(["scontrol", "update", f"jobid={first.job_id}", "StartTime=now"], check=True,
                        capture_output=True)
