@@ -98,6 +98,21 @@ def test_two_node_slurm_task_gets_rendezvous_from_the_nodelist(monkeypatch, vari
     assert os.environ["MASTER_PORT"] == "21234"
 
 
+def test_a_requeued_slurm_job_rendezvous_on_another_port(monkeypatch):
+    """``scontrol requeue`` restarts the same job id while its killed run may still hold the old port."""
+    ports = []
+    for restart in ("0", "1"):
+        for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            monkeypatch.setenv(var, "")
+            monkeypatch.delenv(var)
+        for var, value in {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "1234",
+                           "SLURM_JOB_NODELIST": "n1", "SLURM_RESTART_COUNT": restart}.items():
+            monkeypatch.setenv(var, value)
+        _env_from_slurm()
+        ports.append(int(os.environ["MASTER_PORT"]))
+    assert ports[0] == 21234 and ports[1] != ports[0] and 20000 <= ports[1] < 40000
+
+
 def test_non_finite_loss_names_the_step():
     check_finite(torch.tensor(0.3), step=1)
     with pytest.raises(NonFiniteLossError, match="step 42"):

@@ -90,7 +90,8 @@ class Job:
         if state != wanted:
             text = self.log_text()
             errors = list(dict.fromkeys(line for line in text.splitlines() if re.search(r"Error|error:", line)))
-            pytest.fail(f"job {self.job_id} is {state}, expected {wanted}; log {self.log}\nerror lines:\n"
+            fields = " ".join(f"{k}={self.fields.get(k)}" for k in ("Reason", "ExitCode", "Restarts", "BatchFlag"))
+            pytest.fail(f"job {self.job_id} is {state} ({fields}), expected {wanted}; log {self.log}\nerror lines:\n"
                         + "\n".join(errors[:20]) + f"\nlog tail:\n{text[-2500:]}")
 
 
@@ -273,6 +274,29 @@ def test_two_nodes_match_one_process_at_the_same_global_batch(job, trained, slur
         assert None not in a and a == pytest.approx(b, rel=1e-6), f"{job}: {column} per epoch {a} vs one process {b}"
 
 
+def requeue_until_pending(job: Job, settle: float = 3.0, attempts: int = 3) -> None:
+    """``scontrol requeue`` a running job and wait until it has stayed PENDING for ``settle`` seconds. The killed
+    batch script's exit can reach slurmctld after the requeue and end the job FAILED instead (seen on a loaded
+    machine); a finished batch job can be requeued again, so that is retried."""
+    for _ in range(attempts):
+        subprocess.run(["scontrol", "requeue", job.job_id], check=True, capture_output=True)
+        deadline, pending_since = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            state = job.state()
+            if state == "PENDING":
+                pending_since = pending_since or time.monotonic()
+                if time.monotonic() - pending_since >= settle:
+                    return
+            elif state in DONE_STATES:
+                break  # requeue lost to the batch script's exit: requeue the finished job
+            else:
+                pending_since = None
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"job {job.job_id} is {state} 60 s after scontrol requeue, not back in the queue")
+    pytest.fail(f"job {job.job_id} ended {state} after each of {attempts} requeues")
+
+
 def interrupted_then_finished(job: str, trained, layout, data_root, workdir, interrupt: str) -> Job:
     """Start the job, interrupt it once its first checkpoint exists (``scancel`` + resubmit, or ``scontrol requeue``
     where the scheduler restarts the same job id), let it finish; returns the finished run."""
@@ -287,13 +311,15 @@ def interrupted_then_finished(job: str, trained, layout, data_root, workdir, int
         subprocess.run(["scancel", first.job_id], check=True)
         first.expect(first.wait(60), "CANCELLED")
     else:
-        subprocess.run(["scontrol", "requeue", first.job_id], check=True, capture_output=True)
-        deadline = time.monotonic() + 60  # killed, back in the queue; on its way the job may briefly show
-        while (state := first.state()) != "PENDING":  # FAILED or REQUEUED, which first.wait would take as its end
+        requeue_until_pending(first)
+        # SLURM holds a requeued job for two minutes (Reason=BeginTime); release it once its nodes have finished
+        # cleaning up the killed run (a start on a node still completing fails the launch, and the job with it).
+        deadline = time.monotonic() + 120
+        while (nodes := set(subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+                            .stdout.split())) != {"idle"}:
             if time.monotonic() > deadline:
-                pytest.fail(f"job {first.job_id} is {state} 60 s after scontrol requeue, not back in the queue")
-            time.sleep(0.2)
-        # SLURM holds a requeued job for two minutes (Reason=BeginTime); release it now.
+                pytest.fail(f"nodes still {sorted(nodes)} 120 s after scontrol requeue of job {first.job_id}")
+            time.sleep(0.5)
         subprocess.run(["scontrol", "update", f"jobid={first.job_id}", "StartTime=now"], check=True,
                        capture_output=True)
     interrupted_at = checkpoint(run_dir, spec)[0]

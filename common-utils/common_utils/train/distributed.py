@@ -45,7 +45,8 @@ def _env_from_slurm() -> None:
     The rendezvous host is the first node of the step (``SLURM_STEP_NODELIST``; srun places task 0 there), else of
     the job; on several nodes it must resolve to that node's address on the others. ``MASTER_ADDR`` /
     ``MASTER_PORT`` already in the environment win; the default port is derived from the job id, so jobs sharing
-    a node do not collide.
+    a node do not collide, and from ``SLURM_RESTART_COUNT``, so a requeued job (same id) does not meet the port its
+    killed run may still hold.
     """
     if "RANK" in os.environ or "SLURM_PROCID" not in os.environ:
         return
@@ -58,7 +59,8 @@ def _env_from_slurm() -> None:
     nodelist = next((os.environ[v] for v in ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
                      if os.environ.get(v)), "")
     os.environ.setdefault("MASTER_ADDR", _first_slurm_host(nodelist))
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
+    job, restart = int(os.environ.get("SLURM_JOB_ID", "0")), int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    os.environ.setdefault("MASTER_PORT", str(20000 + (job + 7919 * restart) % 20000))
 
 
 def init_distributed(device: str | None = None) -> DistContext:
