@@ -16,7 +16,7 @@ runs every section on the CPU at toy sizes (to check the code paths here; its nu
     python tools/gpu_check.py [--only amp,ddp,cascade,extract,sinkhorn] [--projects a,b] [--out outputs/gpu_check]
 
 Runs, logs and data go under ``--out`` (``result.json`` holds the printed JSON). The per-project tables
-(TRAIN_RUNS, AMP_OVERRIDES) name each CLI's knobs; update them when a project's CLI or config keys change.
+(TRAIN_RUNS, DEVICE_OVERRIDES) name each CLI's knobs; update them when a project's CLI or config keys change.
 """
 from __future__ import annotations
 
@@ -49,18 +49,19 @@ class TrainRun:
     project: str
     name: str
     argv: tuple[str, ...]
-    metrics: str
-    loss: str
+    metrics: str | None  # None: a preparation step (only its exit status is checked)
+    loss: str | None
     must_fall: bool = True
 
 
-# Precision / device knobs of each project's training CLI, appended to every run of that project.
-AMP_OVERRIDES = {
-    "clip-fairness-adapter": ("precision={precision}", "device={device}"),
-    "audio-xai-prototype": ("precision={precision}", "device={device}"),
-    "faap-detr-contrastive": ("train.precision={precision}", "device={device}"),
-    "spai-semantic-spectral": ("--opt", "PRECISION", "{precision}"),  # device: cuda when available
-    "cascade-fast-filter": ("train.precision={precision}",),  # device: cuda when available
+# Device knobs of each project's training CLI, appended to every run of that project (each run sets its own
+# precision key in its argv: a project with several training sections has one per section).
+DEVICE_OVERRIDES = {
+    "clip-fairness-adapter": ("device={device}",),
+    "audio-xai-prototype": ("device={device}",),
+    "faap-detr-contrastive": ("device={device}",),
+    "spai-semantic-spectral": (),  # cuda when available
+    "cascade-fast-filter": (),  # cuda when available
 }
 DATASETS = {"clip-fairness-adapter": "fairness_images", "audio-xai-prototype": "partial_spoof_audio",
             "faap-detr-contrastive": "gender_coco", "spai-semantic-spectral": "ai_images",
@@ -69,44 +70,51 @@ DATASETS = {"clip-fairness-adapter": "fairness_images", "audio-xai-prototype": "
 TRAIN_RUNS = (
     TrainRun("clip-fairness-adapter", "stage1",
              ("-m", "clip_fairness_adapter", "train_stage1", "--config", "config/tiny_stage1.yaml",
-              "run_dir={run}/stage1", "data.root={data}", "data.cache_dir=null", "train.epochs=3"),
+              "run_dir={run}/stage1", "data.root={data}", "data.cache_dir=null", "train.epochs=3",
+              "train.precision={precision}"),
              "stage1/metrics.jsonl", "train/loss"),
     TrainRun("clip-fairness-adapter", "stage2",
              ("-m", "clip_fairness_adapter", "train_stage2", "--config", "config/tiny_stage2.yaml",
               "run_dir={run}/stage2", "data.root={data}", "data.cache_dir=null", "train.epochs=4",
-              "stage1_checkpoint={run}/stage1/last.pth"),
+              "stage1_checkpoint={run}/stage1/best.pth", "train.precision={precision}"),
              "stage2/metrics.jsonl", "train/loss_total"),
     TrainRun("audio-xai-prototype", "stage1",
              ("-m", "audio_xai", "train-stage1", "--config", "configs/tiny.yaml", "data.root={data}",
-              "run_dir={run}", "stage1.max_epochs=4"),
+              "run_dir={run}", "stage1.epochs=4", "stage1.precision={precision}"),
              "stage1/metrics.jsonl", "train_loss"),
     TrainRun("audio-xai-prototype", "stage2",
              ("-m", "audio_xai", "train-xai", "--config", "configs/tiny.yaml", "data.root={data}", "run_dir={run}",
-              "train.epochs=4"),
+              "train.epochs=4", "train.precision={precision}"),
              "stage2/metrics.jsonl", "total"),
+    TrainRun("faap-detr-contrastive", "split",  # the embedded data is a raw COCO root, as COCO distributes it
+             ("-m", "faap_detr", "make-gender-split", "--coco-root", "{data}", "--out", "{run}/split"), None, None),
     TrainRun("faap-detr-contrastive", "detr",
-             ("-m", "faap_detr", "train-detr", "--config", "configs/tiny.yaml", "data.root={data}", "run_dir={run}",
-              "detr_train.epochs=5"),
+             ("-m", "faap_detr", "train-detr", "--config", "configs/tiny.yaml", "data.root={run}/split",
+              "run_dir={run}",
+              "detr_train.epochs=5", "detr_train.precision={precision}"),
              "detr/metrics.jsonl", "loss"),
     TrainRun("faap-detr-contrastive", "generator",
-             ("-m", "faap_detr", "train", "--config", "configs/tiny.yaml", "data.root={data}", "run_dir={run}",
-              "detr.checkpoint={run}/detr/detr.pth", "train.epochs=4"),
+             ("-m", "faap_detr", "train", "--config", "configs/tiny.yaml", "data.root={run}/split", "run_dir={run}",
+              "detr.checkpoint={run}/detr/detr.pth", "train.epochs=4", "train.precision={precision}"),
              "metrics.jsonl", "loss_total", must_fall=False),
     TrainRun("spai-semantic-spectral", "base",
              ("-m", "spai", "train", "--cfg", "configs/tiny.yaml", "--data-path", "{data}/spai/train.csv",
-              "--csv-root-dir", "{data}", "--output", "{run}/base", "--opt", "TRAIN.EPOCHS", "3"),
+              "--csv-root-dir", "{data}", "--output", "{run}/base", "--opt", "TRAIN.EPOCHS", "3",
+              "--opt", "PRECISION", "{precision}"),
              "base/metrics.jsonl", "train_loss"),
     TrainRun("spai-semantic-spectral", "enhanced",
              ("-m", "spai", "train", "--cfg", "configs/tiny_enhanced.yaml", "--data-path", "{data}/spai/train.csv",
-              "--csv-root-dir", "{data}", "--output", "{run}/enhanced", "--opt", "TRAIN.EPOCHS", "3"),
+              "--csv-root-dir", "{data}", "--output", "{run}/enhanced", "--opt", "TRAIN.EPOCHS", "3",
+              "--opt", "PRECISION", "{precision}"),
              "enhanced/metrics.jsonl", "train_loss"),
     TrainRun("cascade-fast-filter", "tiny",
              ("-m", "cascade_fast_filter", "train", "--config", "configs/tiny.yaml", "data.root={data}",
-              "run_dir={run}/tiny", "train.epochs=3"),
+              "run_dir={run}/tiny", "train.epochs=3", "train.precision={precision}"),
              "tiny/metrics.jsonl", "train_loss"),
     TrainRun("cascade-fast-filter", "mobilenetv4",
              ("-m", "cascade_fast_filter", "train", "--config", "configs/tiny.yaml", "data.root={data}",
-              "run_dir={run}/mnv4", "train.epochs=3", "model.name=mobilenetv4_hybrid_medium",
+              "run_dir={run}/mnv4", "train.epochs=3", "train.precision={precision}",
+              "model.name=mobilenetv4_hybrid_medium",
               "train.channels_last=true"),
              "mnv4/metrics.jsonl", "train_loss"),
 )
@@ -174,7 +182,7 @@ def run_chain(project: str, precision: str, device: str, out: Path, threads: int
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     results = {}
     for run in (r for r in TRAIN_RUNS if r.project == project):
-        argv = [sys.executable, *fill(run.argv + AMP_OVERRIDES[project], **values)]
+        argv = [sys.executable, *fill(run.argv + DEVICE_OVERRIDES[project], **values)]
         logfile = run_dir / f"{run.name}.log"
         t0 = time.perf_counter()
         try:
@@ -185,8 +193,10 @@ def run_chain(project: str, precision: str, device: str, out: Path, threads: int
         except subprocess.TimeoutExpired:
             rc = f"timed out after {timeout:.0f}s"
         res = {"seconds": round(time.perf_counter() - t0, 1), "log": str(logfile)}
-        metrics = run_dir / run.metrics
-        if rc != 0:
+        metrics = run_dir / (run.metrics or "")
+        if rc == 0 and run.metrics is None:
+            res.update(ok=True)
+        elif rc != 0:
             tail = logfile.read_text(errors="replace").replace("\r", "\n").strip().splitlines()[-3:]
             res.update(ok=False, error=f"exit {rc}: " + " | ".join(line[:300] for line in tail))
         elif not metrics.is_file():
@@ -271,7 +281,8 @@ def timed(fn, repeats: int, device: str, warmup: int = 1) -> list[float]:
 # ---- cascade --------------------------------------------------------------------------------------------------------
 def check_cascade(device: str, sizes: dict) -> dict:
     import torch
-    from cascade_fast_filter.stage1.utils import build_model, get_config
+    from cascade_fast_filter.config import get_config
+    from cascade_fast_filter.stage1.model import build as build_model
     from common_utils.train import autocast_context
 
     cfg = get_config(None, ["model.pretrained=false"])

@@ -63,13 +63,13 @@ def plot_explanation(path: Path, wave: np.ndarray, w: np.ndarray, sim: np.ndarra
 def explain(cfg, split: str | None = None) -> dict:
     """Write maps for every utterance of ``split`` and figures for the first ``explain.n_figures`` spoofs."""
     split = split or cfg.explain.split
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
     detector, xai = load_frozen_detector(cfg, device), load_xai(cfg, device=device)
     out = stage_dir(cfg, "explain") / split
     (out / "maps").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     figures, n = [], 0
-    for utt, label, wave, seg in iter_utterances(cfg.data.root, split, cfg.data.cut, cfg.data.sample_rate):
+    for utt, label, wave, seg in iter_utterances(cfg.data, split):
         ex = explain_utterance(detector, xai, torch.from_numpy(wave)[None].to(device), cfg.model.feature_layer)
         w, sim = ex["importance"], ex["similarity"]
         write_map(out / "maps", utt, w, sim, seg, cfg.data.sample_rate)

@@ -1,6 +1,7 @@
 """Stage 2 loss terms. Shapes: h [B, T, D] frame embeddings, w [B, T] importance, y [B] (1 = bona fide,
 0 = spoof, tcm_add's convention, which is also the prototype index), mask [B, T] bool (valid frames)."""
 
+import torch
 import torch.nn.functional as F
 
 EPS = 1e-6
@@ -24,20 +25,30 @@ def frame_contrastive(h, prototypes, y, temperature: float = 0.07, similarity: s
     return -logits.log_softmax(dim=-1).gather(-1, y[:, None, None].expand(-1, h.size(1), 1)).squeeze(-1)
 
 
-def weighted_contrastive(loss_t, w, mask, norm: str = "weighted_mean"):
-    """Importance-weighted objective, averaged over utterances.
+OBJECTIVES = ("bonafide_null", "weighted_mean", "frames")
 
-    ``weighted_mean`` (default): sum_t w(t) l_t / sum_t w(t) per utterance, invariant to the scale of w, so the
-    network cannot lower it by shrinking every w(t) to 0. ``frames`` (the design's literal sum_t w(t) l_t, divided by
-    the number of valid frames): minimised by w = 0, i.e. it collapses unless the regularisers prevent it.
+
+def importance_weighted(loss_y, loss_bona, w, mask, objective: str = "bonafide_null"):
+    """Importance-weighted contrastive objective, averaged over utterances. ``loss_y`` = l_t for the utterance's
+    label, ``loss_bona`` = l_t for the bona fide class (both [B, T]).
+
+    ``bonafide_null`` (default): sum_t [w(t) l_t(y) + (1 - w(t)) l_t(bona fide)] / T per utterance. Every frame is
+    explained either by its utterance's class (share w) or by the bona fide prototype (share 1 - w), so w(t) has an
+    absolute scale: the share of frame t that only the spoof class explains; sum_t w(t) counts the frames attributed to
+    spoofing. In a bona fide utterance both terms are equal, so w gets no contrastive gradient there (its regulariser
+    keeps it low). ``weighted_mean``: sum_t w l_t / sum_t w, invariant to the scale of w (which is then free).
+    ``frames`` (the design's literal sum_t w(t) l_t, / T): minimised by w = 0 unless the regularisers prevent it.
     """
     m = mask.float()
-    num = (w * loss_t * m).sum(1)
-    if norm == "weighted_mean":
+    n = m.sum(1).clamp_min(1)
+    if objective == "bonafide_null":
+        return (((w * loss_y + (1 - w) * loss_bona) * m).sum(1) / n).mean()
+    num = (w * loss_y * m).sum(1)
+    if objective == "weighted_mean":
         return (num / ((w * m).sum(1) + EPS)).mean()
-    if norm == "frames":
-        return (num / m.sum(1).clamp_min(1)).mean()
-    raise ValueError(f"unknown contrastive_norm {norm!r} (weighted_mean | frames)")
+    if objective == "frames":
+        return (num / n).mean()
+    raise ValueError(f"unknown importance_objective {objective!r}; expected one of {OBJECTIVES}")
 
 
 def bonafide_importance(w, y, mask):
@@ -66,12 +77,13 @@ def spoof_concentration(w, y, mask):
     return (entropy / m.sum(1).clamp_min(2).log()).mean()
 
 
-def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, norm: str = "weighted_mean",
+def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, objective: str = "bonafide_null",
                 similarity: str = "cosine") -> dict:
     """All terms and the weighted total: contrastive + l_b * bonafide + l_s * smooth + l_p * sparsity."""
-    loss_t = frame_contrastive(h, prototypes, y, temperature, similarity)
+    loss_y = frame_contrastive(h, prototypes, y, temperature, similarity)
+    loss_bona = frame_contrastive(h, prototypes, torch.ones_like(y), temperature, similarity)
     terms = {
-        "contrastive": weighted_contrastive(loss_t, w, mask, norm),
+        "contrastive": importance_weighted(loss_y, loss_bona, w, mask, objective),
         "bonafide_reg": bonafide_importance(w, y, mask),
         "temporal_smooth": temporal_smoothness(w, mask),
         "sparsity": spoof_concentration(w, y, mask),
@@ -81,5 +93,5 @@ def stage2_loss(h, w, prototypes, y, mask, temperature, lambdas: dict, norm: str
     return terms
 
 
-__all__ = ["SIMILARITIES", "frame_similarity", "frame_contrastive", "weighted_contrastive", "bonafide_importance",
-           "temporal_smoothness", "spoof_concentration", "stage2_loss"]
+__all__ = ["OBJECTIVES", "SIMILARITIES", "frame_similarity", "frame_contrastive", "importance_weighted",
+           "bonafide_importance", "temporal_smoothness", "spoof_concentration", "stage2_loss"]

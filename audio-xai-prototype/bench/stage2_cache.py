@@ -105,7 +105,7 @@ def main():
     log(f"detector built in {time.perf_counter() - t0:.1f}s (random init; front-end {n_params / 1e6:.0f}M "
         f"parameters); {THREADS} thread(s)")
 
-    cut, layer = cfg.data.cut, cfg.model.feature_layer
+    cut, layer, ssl = cfg.data.cut, cfg.model.feature_layer, cfg.detector.ssl
     wave = torch.randn(a.clips, cut, device=device)
     with torch.no_grad():
         h = frame_embeddings(detector, wave[:1], layer)
@@ -116,7 +116,7 @@ def main():
     batch, tr = cfg.train.batch_size, cfg.train
     xai = build_xai(cfg.model, dim).to(device)
     opt = torch.optim.Adam([q for q in xai.parameters() if q.requires_grad], lr=tr.lr, weight_decay=tr.weight_decay)
-    step = OptimStep(opt, device=device, precision=cfg.precision, grad_clip=tr.grad_clip, model=xai)
+    step = OptimStep(opt, device=device, precision=tr.precision, grad_clip=tr.grad_clip, model=xai)
     warmup, timed = 2, a.repeats * a.steps
     step.begin_epoch(0, warmup + timed)
     labels = torch.arange(batch * a.steps) % 2
@@ -133,7 +133,7 @@ def main():
             mask = (torch.arange(frames)[None] < n_valid[idx][:, None]).to(device)
             y = labels[idx].to(device)
             if xai.prototypes.mode == "ema":
-                xai.prototypes.update(h, y, mask)
+                xai.update_prototypes(h, y, mask)
             with step.autocast():
                 terms = xai(h, y, mask)
             step(terms["total"])
@@ -146,10 +146,10 @@ def main():
         "bench": "audio-xai-prototype/bench/stage2_cache.py",
         "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device)[1],
         "repeats": a.repeats, "statistic": "median after warm-up calls",
-        "setup": {"front_end": f"XLS-R {cfg.detector.ssl.preset}, {n_params:,} parameters, random init",
+        "setup": {"front_end": f"XLS-R {ssl.num_hidden_layers} x {ssl.hidden_size}, {n_params:,} params, random init",
                   "feature_layer": str(layer), "clip_samples": cut, "clips_timed": a.clips,
                   "frames_x_dim": [frames, dim], "batch_size": batch, "cached_batches": a.steps,
-                  "prototype_mode": cfg.model.prototype_mode, "precision": cfg.precision},
+                  "prototype_mode": cfg.model.prototype_mode, "precision": tr.precision},
         "method": "epoch ratio computed from measured parts: (batch_size x front-end s/clip + cached step s) / cached "
                   "step s; the front-end runs on waveform tensors (audio decoding excluded)",
         "seconds": {"front_end_per_clip": tower_s, "cached_step": step_s, "recompute_step": recompute_step},

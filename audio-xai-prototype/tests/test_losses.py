@@ -7,10 +7,10 @@ from audio_xai.losses import (
     bonafide_importance,
     frame_contrastive,
     frame_similarity,
+    importance_weighted,
     spoof_concentration,
     stage2_loss,
     temporal_smoothness,
-    weighted_contrastive,
 )
 
 
@@ -46,18 +46,42 @@ def test_frame_contrastive_dot_product_hand_case():
         frame_contrastive(h, protos, torch.tensor([1]), T, "euclid")
 
 
-def test_weighted_contrastive_normalisations():
-    loss_t = torch.tensor([[1.0, 3.0, 100.0]])
+def test_importance_objectives():
+    loss_y = torch.tensor([[1.0, 3.0, 100.0]])
+    loss_b = torch.tensor([[2.0, 0.5, 7.0]])
     w = torch.tensor([[1.0, 0.5, 0.9]])
     mask = torch.tensor([[True, True, False]])                # the third frame is padding
-    assert weighted_contrastive(loss_t, w, mask, "weighted_mean").item() == pytest.approx((1 + 1.5) / 1.5, rel=1e-5)
-    assert weighted_contrastive(loss_t, w, mask, "frames").item() == pytest.approx((1 + 1.5) / 2)
-    # the design's literal form collapses: scaling w down lowers it; the default is scale-invariant
-    assert weighted_contrastive(loss_t, 0.1 * w, mask, "frames") < weighted_contrastive(loss_t, w, mask, "frames")
-    assert weighted_contrastive(loss_t, 0.1 * w, mask).item() == pytest.approx(
-        weighted_contrastive(loss_t, w, mask).item(), rel=1e-4)
-    with pytest.raises(ValueError, match="contrastive_norm"):
-        weighted_contrastive(loss_t, w, mask, "sum")
+    assert importance_weighted(loss_y, loss_b, w, mask, "weighted_mean").item() == pytest.approx((1 + 1.5) / 1.5,
+                                                                                                  rel=1e-5)
+    assert importance_weighted(loss_y, loss_b, w, mask, "frames").item() == pytest.approx((1 + 1.5) / 2)
+    # bonafide_null: w l_y + (1 - w) l_bona per frame, over the valid frames
+    assert importance_weighted(loss_y, loss_b, w, mask).item() == pytest.approx((1.0 + 0.5 * 3 + 0.5 * 0.5) / 2)
+    # the design's literal form collapses: scaling w down lowers it; weighted_mean is scale-invariant
+    assert importance_weighted(loss_y, loss_b, 0.1 * w, mask, "frames") < importance_weighted(loss_y, loss_b, w, mask,
+                                                                                               "frames")
+    assert importance_weighted(loss_y, loss_b, 0.1 * w, mask, "weighted_mean").item() == pytest.approx(
+        importance_weighted(loss_y, loss_b, w, mask, "weighted_mean").item(), rel=1e-4)
+    with pytest.raises(ValueError, match="importance_objective"):
+        importance_weighted(loss_y, loss_b, w, mask, "sum")
+
+
+def test_bonafide_null_fixes_the_scale_of_w():
+    """Under bonafide_null the optimal w(t) is 1 where the spoof class explains frame t better than the bona fide
+    prototype and 0 where it does not (neither 0 everywhere nor scale-free); in a bona fide utterance w is free."""
+    loss_y = torch.tensor([[0.1, 2.0, 0.3, 1.5]])             # spoof utterance: l_t(spoof)
+    loss_b = torch.tensor([[1.2, 0.2, 1.0, 0.4]])             # l_t(bona fide)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    w = torch.full((1, 4), 0.5, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=1.0)
+    for _ in range(50):
+        opt.zero_grad()
+        importance_weighted(loss_y, loss_b, w, mask).backward()
+        opt.step()
+        with torch.no_grad():
+            w.clamp_(0, 1)
+    assert w.detach().tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    bona = importance_weighted(loss_b, loss_b, torch.rand(1, 4), mask)
+    assert bona.item() == pytest.approx(loss_b.mean().item())
 
 
 def test_bonafide_regulariser_only_counts_bonafide():

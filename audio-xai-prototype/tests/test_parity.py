@@ -6,6 +6,7 @@ import pytest
 import torch
 from audio_xai.model.conformertcm import TCMDetector, build_detector, load_tcm_checkpoint, tcm_state_dict
 from audio_xai.model.ssl_frontend import (
+    XLSR_300M,
     build_wav2vec2_config,
     fairseq_to_hf_key,
     hf_to_fairseq_key,
@@ -25,7 +26,7 @@ def small_model() -> TCMDetector:
     conf = json.loads((FIX / "small_config.json").read_text())
     hf, tcm = conf["hf_wav2vec2_equivalent_config"], conf["tcm_add_model"]
     torch.manual_seed(123)  # a different init: every value must come from the checkpoint
-    return TCMDetector(build_wav2vec2_config(None, **{k: hf[k] for k in HF_KEYS}), tcm["emb_size"], tcm["heads"],
+    return TCMDetector(build_wav2vec2_config(**{k: hf[k] for k in HF_KEYS}), tcm["emb_size"], tcm["heads"],
                        tcm["kernel_size"], tcm["num_encoders"])
 
 
@@ -68,7 +69,7 @@ def test_full_xlsr_layout_is_covered():
     entries = full.get("tensors") or full.get("keys")
     shapes = {e["name"]: tuple(e["shape"]) for e in entries}
     cfg = type("C", (), {})()
-    cfg.ssl, cfg.emb_size, cfg.heads, cfg.kernel_size, cfg.num_encoders = {"preset": "xlsr_300m"}, 144, 4, 31, 4
+    cfg.ssl, cfg.emb_size, cfg.heads, cfg.kernel_size, cfg.num_encoders = dict(XLSR_300M), 144, 4, 31, 4
     with torch.device("meta"):
         model = build_detector(cfg)
     ours = {k: tuple(v.shape) for k, v in tcm_state_dict(model).items()}

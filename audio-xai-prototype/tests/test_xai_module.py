@@ -50,13 +50,31 @@ def test_dot_similarity_uses_unnormalised_frames():
     torch.testing.assert_close(xai.similarity(h), h @ p.T)
     logits = h @ p.T / 0.07
     l_t = -logits.log_softmax(-1)[torch.arange(2)[:, None], torch.arange(4)[None], y[:, None]]
+    l_bona = -logits.log_softmax(-1)[..., 1]
     w = xai(h)
-    expected = ((w * l_t * mask).sum(1) / ((w * mask).sum(1) + 1e-6)).mean()
+    expected = (((w * l_t + (1 - w) * l_bona) * mask).sum(1) / mask.sum(1)).mean()
     torch.testing.assert_close(xai.loss(h, y, mask)["contrastive"], expected)
     means, _ = class_means(h, y, mask, normalize=False)
     torch.testing.assert_close(means, first)
     with pytest.raises(ValueError, match="similarity"):
         XAIStage2(5, 8, similarity="l2")
+
+
+def test_importance_weighted_class_means_hand_case():
+    """spoof_prototype=importance_weighted: a spoof utterance's frame counts w for spoof and 1 - w for bona fide."""
+    h = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 2.0], [4.0, 0.0]]])   # utt 0 spoof, utt 1 bona fide
+    y, mask = torch.tensor([0, 1]), torch.tensor([[True, True], [True, False]])
+    w = torch.tensor([[0.75, 0.25], [0.9, 0.9]])                               # w of the bona fide utt is ignored
+    means, counts = class_means(h, y, mask, normalize=False, spoof_weight=w)
+    torch.testing.assert_close(counts, torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(means[0], torch.tensor([0.75, 0.25]))
+    torch.testing.assert_close(means[1], (0.25 * h[0, 0] + 0.75 * h[0, 1] + h[1, 0]) / 2)
+    xai = XAIStage2(2, 4, similarity="dot", spoof_prototype="importance_weighted")
+    xai.update_prototypes(h, y, mask)
+    expected, _ = class_means(h, y, mask, normalize=False, spoof_weight=xai(h))
+    torch.testing.assert_close(xai.prototypes(), expected)
+    with pytest.raises(ValueError, match="spoof_prototype"):
+        XAIStage2(2, 4, spoof_prototype="median")
 
 
 def test_fixed_is_global_mean_and_other_modes_refuse_updates():
@@ -97,8 +115,9 @@ def test_learnable_prototypes_get_gradients_and_ema_does_not():
 
 def test_importance_learns_to_localise_spoofed_frames():
     """Synthetic h(t): bona fide frames around mu_b; spoof utterances hold a segment around mu_s. Trained with the
-    default objective (EMA prototypes, weighted mean), w(t) ranks the spoofed frames first (labels never seen)."""
-    from audio_xai.evaluate import localisation
+    default objective (EMA prototypes, bona fide null), w(t) ranks the spoofed frames first (frame labels never
+    seen) and is large only there."""
+    from audio_xai.evaluate import frame_localisation
 
     g = torch.Generator().manual_seed(0)
     D, T = 16, 30
@@ -131,5 +150,8 @@ def test_importance_learns_to_localise_spoofed_frames():
     with torch.no_grad():
         w = xai(h_test)
     spoof = (y_test == 0).nonzero().flatten().tolist()
-    result = localisation([w[i].numpy() for i in spoof], [seg_test[i].numpy() for i in spoof])
+    result = frame_localisation([w[i].numpy() for i in spoof], [seg_test[i].numpy() for i in spoof])
     assert result["mean_utt_auc"] > 0.85 and result["frame_auc"] > 0.85
+    # the default objective gives w an absolute scale: spoofed utterances carry far more total importance
+    totals = w.sum(1)
+    assert totals[y_test == 0].mean() > 2 * totals[y_test == 1].mean()

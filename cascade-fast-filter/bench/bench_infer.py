@@ -38,13 +38,9 @@ def pin_threads() -> int:
 
 THREADS = pin_threads()
 import torch  # noqa: E402
-from cascade_fast_filter.stage1.utils import (  # noqa: E402
-    ManifestDataset,
-    build_model,
-    build_transforms,
-    get_config,
-    read_split,
-)
+from cascade_fast_filter.config import get_config  # noqa: E402
+from cascade_fast_filter.stage1.data import ManifestDataset, build_transforms, read_split  # noqa: E402
+from cascade_fast_filter.stage1.model import build as build_model  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 torch.set_num_threads(THREADS)

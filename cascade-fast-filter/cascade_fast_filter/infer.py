@@ -1,4 +1,4 @@
-"""Inference: a folder or CSV of images -> CSV of calibrated P(fake) (also usable as a stage-2 score CSV)."""
+"""Inference: folders or CSVs of images -> CSV of calibrated P(fake) (also usable as a stage-2 score CSV)."""
 from __future__ import annotations
 
 import csv
@@ -7,16 +7,12 @@ from typing import NamedTuple
 
 from common_utils.data import DataFormatError
 
-from .stage1.utils import (
-    calibrated_probs,
-    load_temperature,
-    load_trained_model,
-    measure_gflops,
-    predict_logits,
-    relative_path,
-    resolve_path,
-    write_score_csv,
-)
+from .config import resolve_path
+from .costs import stage1_costs
+from .scores import write_score_csv
+from .stage1.calibration import calibrated_probs, load_temperature
+from .stage1.data import relative_path
+from .stage1.model import load_trained_model, predict_logits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -49,15 +45,17 @@ def list_images(source, data_root) -> list[ImageItem]:
     return items
 
 
-def infer(cfg, source, output, checkpoint=None, temperature_file=None) -> Path:
-    """Write `output` CSV: image_path (relative to data.root when below it), logit, p_fake, score, cost_gflops."""
+def infer(cfg, sources, output, checkpoint=None, temperature_file=None) -> Path:
+    """Write `output` CSV for every image of `sources` (folders / CSVs): image_path (relative to data.root when
+    below it), logit, p_fake, score, cost_gflops, cost_ms (this model's cost per image, ``costs.stage1_costs``)."""
     run_dir = Path(cfg.run_dir)
     model, _ = load_trained_model(checkpoint or run_dir / "best_model.pth", cfg)
     t = load_temperature(temperature_file or run_dir / "calibration_temp.json")
-    items = list_images(source, cfg.data.root)
+    items = [item for source in ([sources] if isinstance(sources, (str, Path)) else sources)
+             for item in list_images(source, cfg.data.root)]
     logits = predict_logits(model, items, cfg)
     paths = [relative_path(i.image_path, cfg.data.root) for i in items]
-    cost = measure_gflops(model, cfg.model.input_size)
-    out = write_score_csv(output, paths, logits, calibrated_probs(logits, t), cost)
+    cost = stage1_costs(cfg, model)
+    out = write_score_csv(output, paths, logits, calibrated_probs(logits, t), cost["gflops"], cost["ms"])
     print(f"wrote {len(items)} predictions to {out}")
     return out

@@ -1,21 +1,22 @@
 """Manifest rows and transforms: bad rows are named, augmentation follows the config."""
 import pytest
 import torch
-from cascade_fast_filter.stage1.utils import ManifestDataset, build_transforms, read_split
+from cascade_fast_filter.config import get_config
+from cascade_fast_filter.stage1.data import ManifestDataset, build_transforms, has_videos, read_split
 from common_utils.data import DataFormatError
+from common_utils.train import ConfigError
 from conftest import tiny_cfg
 from PIL import Image
 from torchvision import transforms
 
 
-def write_fixture(root, rows, split="train"):
+def write_fixture(root, rows, split="train", header="image_path,label,dataset,split"):
     """PNG files + a manifest CSV `manifests/<split>_manifest.csv` with the given data rows."""
     (root / "img").mkdir(parents=True, exist_ok=True)
     for name in ("a.png", "b.png"):
         Image.new("RGB", (80, 100), (120, 30, 200)).save(root / "img" / name)
     (root / "manifests").mkdir(exist_ok=True)
-    (root / "manifests" / f"{split}_manifest.csv").write_text(
-        "image_path,label,dataset,split\n" + "".join(r + "\n" for r in rows))
+    (root / "manifests" / f"{split}_manifest.csv").write_text(header + "\n" + "".join(r + "\n" for r in rows))
 
 
 def test_good_manifest_loads(tmp_path):
@@ -24,6 +25,21 @@ def test_good_manifest_loads(tmp_path):
     assert [r.label for r in rows] == [0, 1] and rows[0].image_path == tmp_path / "img" / "a.png"
     x, y, i = ManifestDataset(rows, build_transforms(tiny_cfg(tmp_path, tmp_path / "run"), train=True))[1]
     assert x.shape == (3, 96, 96) and y.item() == 1.0 and i == 1
+    # without a video column every frame is its own video
+    assert rows[0].video == str(rows[0].image_path) and rows[0].method == "ff" and not has_videos(rows)
+
+
+def test_video_and_method_columns(tmp_path):
+    header = "image_path,label,dataset,split,video,method"
+    write_fixture(tmp_path, ["img/a.png,1,FF++,train,FF++/Deepfakes/c23/000_001,Deepfakes",
+                             "img/b.png,1,FF++,train,FF++/Deepfakes/c23/000_001,Deepfakes"], header=header)
+    rows = read_split(tiny_cfg(tmp_path, tmp_path / "run"), "train")
+    assert [r.video for r in rows] == ["FF++/Deepfakes/c23/000_001"] * 2 and rows[1].method == "Deepfakes"
+    assert has_videos(rows)
+    write_fixture(tmp_path, ["img/a.png,1,FF++,train,v1,Deepfakes", "img/b.png,1,FF++,train,,Deepfakes"],
+                  header=header)
+    with pytest.raises(DataFormatError, match=r"train_manifest.csv:3.*video"):
+        read_split(tiny_cfg(tmp_path, tmp_path / "run"), "train")
 
 
 @pytest.mark.parametrize("bad_row, message", [
@@ -81,3 +97,25 @@ def test_infer_inputs_folder_and_csv(tmp_path):
     listing.write_text("image_path\nimg/a.png\nimg/gone.png\n")
     with pytest.raises(DataFormatError, match=r"list.csv:3.*gone.png"):
         list_images(listing, tmp_path)
+
+
+def test_switched_off_augmentations_are_left_out_and_cache_keeps_decoded_images(tmp_path):
+    off = [type(op).__name__ for op in build_transforms(tiny_cfg(tmp_path, tmp_path), train=True).transforms]
+    assert off == ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+    on = build_transforms(tiny_cfg(tmp_path, tmp_path, "augment.color_jitter=[0.2,0,0,0]", "augment.affine_degrees=5",
+                                   "augment.blur_prob=0.5"), train=True).transforms
+    assert {"ColorJitter", "RandomAffine", "RandomApply"} <= {type(op).__name__ for op in on}
+    write_fixture(tmp_path, ["img/a.png,0,ff,train", "img/b.png,1,ff,train"])
+    rows = read_split(tiny_cfg(tmp_path, tmp_path / "run"), "train")
+    ds = ManifestDataset(rows, build_transforms(tiny_cfg(tmp_path, tmp_path), train=False), cache=True)
+    first = ds[0][0]
+    (tmp_path / "img" / "a.png").unlink()  # served from memory now
+    assert torch.equal(ds[0][0], first) and len(ds.cache) == 1
+
+
+def test_nullable_keys_are_declared_and_other_keys_refuse_null():
+    cfg = get_config(None, ["model.pretrained_file=null", "cascade.select_split=null", "model.test_size=128"])
+    assert cfg.model.pretrained_file is None and cfg.cascade.select_split is None and cfg.model.test_size == 128
+    for key in ("train.epochs", "calibration.report_split", "evaluation.split", "data.root"):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            get_config(None, [f"{key}=null"])

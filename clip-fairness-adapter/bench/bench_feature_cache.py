@@ -41,16 +41,16 @@ THREADS = pin_threads()
 import torch  # noqa: E402
 from clip_fairness_adapter.__main__ import NULLABLE  # noqa: E402
 from clip_fairness_adapter.dataset.fairness_dataset import CachedFeatureDataset  # noqa: E402
-from clip_fairness_adapter.losses import build_loss_weighting  # noqa: E402
+from clip_fairness_adapter.losses import build_fair_loss, build_loss_weighting  # noqa: E402
+from clip_fairness_adapter.model import build_encoder, build_model  # noqa: E402
 from clip_fairness_adapter.trainer import common  # noqa: E402
 from clip_fairness_adapter.trainer.stage2_independent_adapter_trainer import (  # noqa: E402
-    build_fair_loss,
-    build_model,
+    Stage2Objective,
     train_one_epoch,
 )
 from common_utils.data import FeatureCache  # noqa: E402
 from common_utils.data.image_lists import FairnessRow  # noqa: E402
-from common_utils.train import adamw, load_config, make_grad_scaler  # noqa: E402
+from common_utils.train import OptimStep, adamw, init_distributed, load_config, step_options  # noqa: E402
 
 torch.set_num_threads(THREADS)
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,9 +128,9 @@ def main():
         cfg = load_config(SCHEMA, SCHEMA, [f"device={a.device}", "clip.pretrained=null", "data.num_workers=0",
                                            f"data.cache_dir={tmp / 'cache'}", f"run_dir={tmp / 'run'}"],
                           nullable=NULLABLE)  # as the CLI reads it (clip.pretrained=null: random init)
-        ctx = common.setup(cfg)
+        ctx = init_distributed(cfg.device)
         t0 = time.perf_counter()
-        encoder = common.build_encoder(cfg, ctx)
+        encoder = build_encoder(cfg.clip, ctx.device, cfg.train.channels_last)
         log(f"{cfg.clip.name} built in {time.perf_counter() - t0:.1f}s (random init); {THREADS} thread(s)")
 
         images = torch.rand(a.images, 3, cfg.clip.image_size, cfg.clip.image_size, device=device)
@@ -141,16 +141,17 @@ def main():
         loader, sampler = cached_loader(cfg, ctx, tmp, batch * a.steps, len(cfg.clip.token_layers))
         model = build_model(cfg, encoder).to(device)
         weighting = build_loss_weighting(cfg.loss_weighting).to(device)
-        params = [q for q in model.parameters() if q.requires_grad] + list(weighting.parameters())
+        params = [q for q in model.heads().parameters() if q.requires_grad] + list(weighting.parameters())
         t = cfg.train
         opt = adamw(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
-        scaler, fair_loss = make_grad_scaler(cfg.precision, device), build_fair_loss(cfg)
+        objective = Stage2Objective(model, build_fair_loss(cfg.loss), weighting, cfg.fusion.gate_prior)
+        step = OptimStep(opt, device=ctx.device, model=objective, **step_options(t))
         epoch = {"n": 0}
 
-        def cached_epoch():
+        def cached_epoch():  # the trainer's epoch (its OptimStep, fused AdamW) over the cached loader
             sampler.set_epoch(epoch["n"])
+            train_one_epoch(objective, step, loader, cfg, ctx, epoch["n"])
             epoch["n"] += 1
-            train_one_epoch(model, weighting, fair_loss, loader, opt, scaler, cfg, ctx, epoch["n"])
 
         step_s = median_seconds(cached_epoch, a.repeats, device) / len(loader)
         log(f"cached heads step (batch {batch}): {step_s:.3f} s")

@@ -36,8 +36,7 @@ def pin_threads() -> int:
 
 THREADS = pin_threads()
 import torch  # noqa: E402
-from clip_fairness_adapter.losses import BatchedSinkhorn, PairwiseFairnessLoss  # noqa: E402
-from clip_fairness_adapter.trainer.stage2_independent_adapter_trainer import build_fair_loss  # noqa: E402
+from clip_fairness_adapter.losses import BatchedSinkhorn, PairwiseFairnessLoss, build_fair_loss  # noqa: E402
 from common_utils.train import load_config  # noqa: E402
 from geomloss import SamplesLoss  # noqa: E402
 
@@ -129,7 +128,7 @@ def main():
     subgroups = torch.arange(NUM_SUBGROUPS).repeat_interleave(a.points).to(device)
     labels = torch.arange(n, device=device) % 2  # each subgroup split evenly over real / fake
     pairwise, loop1 = project_pairwise_loss(cfg1), upstream_loop(cfg1)
-    stage2, loop2 = build_fair_loss(cfg2), upstream_loop(cfg2)
+    stage2, loop2 = build_fair_loss(cfg2.loss), upstream_loop(cfg2)
 
     values = {
         "stage1_loss": forward_backward(pairwise, features, subgroups),

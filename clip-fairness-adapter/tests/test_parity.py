@@ -40,7 +40,7 @@ def design_model(fixture_dir, fcfg):
     m = fcfg["model"]
     model = Stage2IndependentAdapterModel(None, m["feature_dim"], m["stage1_hidden_dim"], m["stage2_hidden_dim"],
                                           tuple(m["classifier_hidden_dims"]), m["num_classes"], m["dropout"],
-                                          m["fusion_num_heads"], gate_bias=1.0, kv="global")
+                                          m["fusion_num_heads"], gate_bias=1.0, kv="global", mix="design")
     state = torch.load(fixture_dir / "stage2_heads.pth", map_location="cpu", weights_only=True)
     model.load_heads_state_dict(state, "stage2_heads.pth")
     return model.eval()

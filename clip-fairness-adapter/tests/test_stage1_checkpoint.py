@@ -40,7 +40,7 @@ def test_upstream_stage1_checkpoint_loads(fmt, tmp_path, dtype_key, prefix):
     ckpt, adapter = upstream_checkpoint(fmt, dtype_key, prefix)
     path = tmp_path / "checkpoint_best.pth"
     torch.save(ckpt, path)
-    model = Stage2IndependentAdapterModel(None, kv="global")
+    model = Stage2IndependentAdapterModel(None, 768, kv="global")
     before = {k: v.clone() for k, v in model.stage1_adapter.state_dict().items()}
     model.load_stage1_checkpoint(path)
     after = model.stage1_adapter.state_dict()
@@ -58,18 +58,18 @@ def test_missing_adapter_key_is_an_error(fmt, tmp_path):
     del ckpt["model_state_dict"]["additive_adapter.adapter.3.bias"]
     torch.save(ckpt, tmp_path / "c.pth")
     with pytest.raises(StateDictMismatchError, match=r"missing: \['adapter.3.bias'\]"):
-        Stage2IndependentAdapterModel(None, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")
+        Stage2IndependentAdapterModel(None, 768, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")
 
 
 def test_no_adapter_keys_is_an_error(tmp_path):
     torch.save({"model_state_dict": {"clip_model.visual.proj": torch.zeros(2, 2)}}, tmp_path / "c.pth")
     with pytest.raises(KeyError, match="no 'additive_adapter"):
-        Stage2IndependentAdapterModel(None, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")
+        Stage2IndependentAdapterModel(None, 768, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")
 
 
 def test_misshaped_adapter_is_an_error(tmp_path):
-    sd = {f"additive_adapter.{k}": v for k, v in
-          Stage2IndependentAdapterModel(None, stage1_hidden_dim=256, kv="global").stage1_adapter.state_dict().items()}
+    adapter = Stage2IndependentAdapterModel(None, 768, stage1_hidden_dim=256, kv="global").stage1_adapter
+    sd = {f"additive_adapter.{k}": v for k, v in adapter.state_dict().items()}
     torch.save({"model_state_dict": sd}, tmp_path / "c.pth")
     with pytest.raises(StateDictMismatchError, match="mis-shaped"):
-        Stage2IndependentAdapterModel(None, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")
+        Stage2IndependentAdapterModel(None, 768, kv="global").load_stage1_checkpoint(tmp_path / "c.pth")

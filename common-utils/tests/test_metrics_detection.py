@@ -67,3 +67,44 @@ def test_convention_names_are_checked():
     assert coco_ap_ar(gt, dets, convention="deepfakebench") == coco_ap_ar(gt, dets)
     with pytest.raises(ValueError, match="unknown convention 'coco' for coco_ap_ar"):
         coco_ap_ar(gt, dets, convention="coco")
+
+
+def _duplicated(gt, dets, counts):
+    """gt and dets with image i present counts[i] times (copies adjacent, fresh ids in order)."""
+    images, anns, out, new_id = [], [], [], 0
+    for im, c in zip(gt["images"], counts):
+        for _ in range(c):
+            new_id += 1
+            images.append(dict(im, id=new_id))
+            for a in gt["annotations"]:
+                if a["image_id"] == im["id"]:
+                    anns.append(dict(a, id=len(anns) + 1, image_id=new_id))
+            out += [dict(d, image_id=new_id) for d in dets if d["image_id"] == im["id"]]
+    return dict(gt, images=images, annotations=anns), out
+
+
+@pytest.mark.parametrize("cat_ids", [None, [1]])
+def test_image_eval_reaggregates_like_pycocotools(cat_ids):
+    from common_utils.metrics.detection import CocoImageEval
+
+    gt, dets = _scene(3)
+    ev = CocoImageEval(gt, dets, cat_ids=cat_ids)
+    ref = _reference(gt, dets, cat_ids)
+    assert ev.summary() == {"AP": pytest.approx(ref[0], abs=1e-12), "AR100": pytest.approx(ref[8], abs=1e-12)}
+    counts = np.array([2, 0, 1, 3, 0, 1, 1, 2])  # a bootstrap draw: image 4 three times, images 2 and 5 left out
+    dup_gt, dup_dets = _duplicated(gt, dets, counts)
+    ref = _reference(dup_gt, dup_dets, cat_ids)
+    assert ev.summary(counts) == {"AP": pytest.approx(ref[0], abs=1e-12), "AR100": pytest.approx(ref[8], abs=1e-12)}
+    assert ev.summary(counts)["AP"] != pytest.approx(ev.summary()["AP"])
+
+
+def test_image_eval_without_detections_or_ground_truth():
+    from common_utils.metrics.detection import CocoImageEval
+
+    gt, dets = _scene(4)
+    assert CocoImageEval(gt, []).summary() == {"AP": 0.0, "AR100": 0.0}
+    ev = CocoImageEval(gt, dets, cat_ids=[1])
+    no_gt = np.array([0] * 8)
+    assert ev.summary(no_gt) == {"AP": None, "AR100": None}
+    with pytest.raises(ValueError, match="one entry per image"):
+        ev.summary([1, 2])

@@ -78,8 +78,8 @@ def _common_utils():
         EntryPoint("common_utils.train.load_checkpoint (the --resume of audio train-stage1/train-xai, faap train/"
                    "train-detr, cascade train, clip train_stage1/train_stage2; faap eval.checkpoint, audio xai.pth)",
                    lambda p, t: _call(lambda: _module("common_utils.train").load_checkpoint(p))),
-        EntryPoint("common_utils.train.load_run_state (the engine's --resume: RunDir.resume)", lambda p, t: _call(
-            lambda: _module("common_utils.train").load_run_state(p, None, None))),
+        EntryPoint("common_utils.train.load_run_state (the engine's --resume: RunDir.resume; every trainer)",
+                   lambda p, t: _call(lambda: _module("common_utils.train").load_run_state(p, None, None))),
         EntryPoint("common_utils.train.read_run_state", lambda p, t: _call(
             lambda: _module("common_utils.train").read_run_state(p))),
         EntryPoint("common_utils.clip_weights.load_open_clip (OpenAI .pt)", lambda p, t: _call(
@@ -119,16 +119,16 @@ def _clip():
 
     def evaluate(p, t):
         cfg = _config("clip_fairness_adapter", "config/tiny_stage2.yaml")
+        tower = _config("clip_fairness_adapter", "config/open_clip/TinyCLIP.json")
         return _cli("clip_fairness_adapter.__main__", "python -m clip_fairness_adapter",
-                    ["eval", "--config", cfg, "--checkpoint", str(p), f"run_dir={t / 'run'}"])
+                    ["eval", "--config", cfg, "--checkpoint", str(p), f"run_dir={t / 'run'}",
+                     f"clip.model_config={tower}"])
 
     return [
         EntryPoint("clip clip.pretrained (OpenAI .pt, FrozenCLIPImageEncoder)", encoder, suffix=".pt"),
         EntryPoint("clip clip.pretrained (open_clip file)", encoder, suffix=".bin"),
         EntryPoint("clip stage1_checkpoint (read_stage1_adapter)", lambda p, t: _call(
             lambda: _module("clip_fairness_adapter.model").read_stage1_adapter(p))),
-        EntryPoint("clip train_stage1/train_stage2 --resume (trainer.common.load_resume)", lambda p, t: _call(
-            lambda: _module("clip_fairness_adapter.trainer.common").load_resume(p, None, None, None))),
         EntryPoint("python -m clip_fairness_adapter eval --checkpoint", evaluate),
     ]
 
@@ -169,9 +169,9 @@ def _faap():
 
 def _cascade():
     def pretrained(p, t):
-        utils = _module("cascade_fast_filter.stage1.utils")
-        cfg = utils.get_config(None, [f"model.pretrained_file={p}", "model.pretrained=true"])
-        _call(lambda: utils.build_model(cfg.model))
+        config, model = _module("cascade_fast_filter.config"), _module("cascade_fast_filter.stage1.model")
+        cfg = config.get_config(None, [f"model.pretrained_file={p}", "model.pretrained=true"])
+        _call(lambda: model.build(cfg.model))
 
     def infer(p, t):
         return _cli("cascade_fast_filter.__main__", "python -m cascade_fast_filter",

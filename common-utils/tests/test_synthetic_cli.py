@@ -11,11 +11,11 @@ def test_single_dataset(tmp_path, capsys):
     assert main(["gender_coco", "--out", str(tmp_path / "coco"), "--n", "8", "--seed", "1"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["dataset"] == "gender_coco" and line["n"] == 8
-    assert (tmp_path / "coco" / "gender_women_val.json").is_file()
+    assert (tmp_path / "coco" / "annotations" / "captions_val2017.json").is_file()
 
 
 def test_all_writes_each_dataset_under_its_name(tmp_path, monkeypatch, capsys):
-    for name, n in (("ai_images", 9), ("fairness_images", 12), ("partial_spoof_audio", 6), ("gender_coco", 8)):
+    for name, n in (("ai_images", 9), ("fairness_images", 18), ("partial_spoof_audio", 6), ("gender_coco", 8)):
         monkeypatch.setitem(synthetic.DEMO_SIZES, name, n)
     assert main(["all", "--out", str(tmp_path)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

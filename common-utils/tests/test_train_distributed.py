@@ -7,6 +7,7 @@ import torch.multiprocessing as mp
 from common_utils.train import (
     NonFiniteLossError,
     all_gather_cat,
+    all_gather_objects,
     all_reduce_mean,
     check_finite,
     cleanup_distributed,
@@ -35,8 +36,9 @@ def _worker(rank, world, port, out_dir, slurm):
     gathered = all_gather_cat(torch.full((rank + 1, 2), float(rank)))
     torch.manual_seed(100 + rank)
     states = gather_rng_states()
+    objects = all_gather_objects({"rank": rank, "dets": list(range(rank + 1))})
     torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed), "mean": mean, "gathered": gathered,
-                "rng": [s["torch"] for s in states]},
+                "rng": [s["torch"] for s in states], "objects": objects},
                os.path.join(out_dir, f"{rank}.pt"))
     cleanup_distributed()
 
@@ -49,6 +51,7 @@ def test_two_gloo_processes_all_reduce(tmp_path, slurm):
         assert out["ctx"] == (rank, 2, rank == 0, True)
         assert torch.allclose(out["mean"], torch.tensor([1.5, 5.0]))
         assert torch.equal(out["gathered"], torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
+        assert out["objects"] == [{"rank": 0, "dets": [0]}, {"rank": 1, "dets": [0, 1]}]
         # every rank holds every rank's RNG state, in rank order
         for r in range(2):
             assert torch.equal(out["rng"][r], torch.manual_seed(100 + r).get_state())

@@ -3,9 +3,10 @@
 The paper config by default (``configs/default.yaml``: DETR-R50, 6 + 6 layers, 100 queries, generator with 32 base
 channels; random init: no weights needed for timing), on batches of ``--batch`` images of a generated gender_coco set
 resized to a ``--size`` px shorter side (512 by default, to keep the run near a minute on one core; ``--size 800`` is
-the paper's), read once before timing. Step = ``engine.train_faap_epoch`` over those batches (generator, frozen DETR
-forward and backward to the input, Hungarian matching, DETR + contrastive + Wasserstein losses, AdamW), past the
-contrastive warm-up; inference = ``engine.predict`` over the same batches (frozen DETR + post-processing).
+the paper's), split by ``make-gender-split`` and read once before timing. Step = ``engine.train_faap_epoch`` over
+those batches (generator, frozen DETR forward and backward to the input, Hungarian matching, DETR + contrastive +
+Wasserstein losses, the shared ``OptimStep`` with fused AdamW), past the contrastive warm-up; inference =
+``evaluate.predict`` over the same images (frozen DETR + post-processing to COCO results).
 
     python bench/bench_step.py [--threads 1] [--config configs/default.yaml] [--size 512] [--batch 2]
                                [--batches 1] [--repeats 2] [--device cpu] [key=value ...]
@@ -37,12 +38,16 @@ def pin_threads() -> int:
 THREADS = pin_threads()
 import torch  # noqa: E402
 from common_utils.data import SubgroupBalancedBatchSampler  # noqa: E402
-from common_utils.train import init_distributed, make_grad_scaler  # noqa: E402
+from common_utils.train import OptimStep, adamw, init_distributed, step_options  # noqa: E402
 from faap_detr.datasets.gender_coco import GenderCocoDataset, collate  # noqa: E402
-from faap_detr.engine import predict, train_faap_epoch  # noqa: E402
-from faap_detr.main import build_contrastive, build_criterion, build_frozen_detr, load_cfg  # noqa: E402
-from faap_detr.models.generator import PerturbationGenerator  # noqa: E402
+from faap_detr.datasets.make_gender_split import make_gender_split  # noqa: E402
+from faap_detr.engine import train_faap_epoch  # noqa: E402
+from faap_detr.evaluate import predict  # noqa: E402
+from faap_detr.losses.objective import build as build_objective  # noqa: E402
+from faap_detr.main import load_cfg  # noqa: E402
+from faap_detr.models.generator import PerturbationGenerator, linf_bound  # noqa: E402
 from faap_detr.models.projection_head import ProjectionHead  # noqa: E402
+from faap_detr.train_faap import build_frozen_detr  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 torch.set_num_threads(THREADS)
@@ -92,8 +97,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         from common_utils.synthetic.gender_coco import generate
 
-        generate(Path(tmp) / "gender_coco", n=max(20, 4 * a.batch * a.batches), seed=0)
-        cfg = load_cfg(a.config, [f"data.root={Path(tmp) / 'gender_coco'}", f"device={a.device}",
+        generate(Path(tmp) / "coco", n=max(40, 8 * a.batch * a.batches), seed=0)
+        make_gender_split(Path(tmp) / "coco", Path(tmp) / "split", min_votes=1)
+        cfg = load_cfg(a.config, [f"data.root={Path(tmp) / 'split'}", f"device={a.device}",
                                   f"data.image_size={a.size}", f"data.max_size={a.size * 5 // 3}",
                                   f"train.batch_size={a.batch}", f"train.batches_per_epoch={a.batches}",
                                   "data.num_workers=0", *a.overrides])
@@ -103,24 +109,27 @@ def main():
                                max_size=cfg.data.max_size)
         sampler = SubgroupBalancedBatchSampler(ds.genders, a.batch, a.batches, seed=0)
         batches = list(DataLoader(ds, batch_sampler=sampler, collate_fn=collate))
+        items = [ds[i] for idx in sampler for i in idx]  # the same images, in memory, for inference
     shape = list(batches[0][0].shape)
-    detr = build_frozen_detr(cfg).to(device)
-    criterion = build_criterion(cfg).to(device)
-    generator = PerturbationGenerator(cfg.generator.base_channels, cfg.epsilon.peak).to(device)
+    detr, criterion, postprocessor = build_frozen_detr(cfg)
+    detr.to(device)
+    objective = build_objective(cfg, criterion.to(device))
+    units, space = cfg.epsilon.units, cfg.generator.space
+    generator = PerturbationGenerator(cfg.generator.base_channels,
+                                      linf_bound(cfg.epsilon.peak, units, space)).to(device)
     proj_head = ProjectionHead(cfg.detr.hidden_dim, cfg.projection.hidden_dim, cfg.projection.output_dim).to(device)
-    optimizer = torch.optim.AdamW([*generator.parameters(), *proj_head.parameters()], lr=cfg.train.lr_g,
-                                  weight_decay=cfg.train.weight_decay)
-    scaler, contrastive = make_grad_scaler(cfg.train.precision, device), build_contrastive(cfg)
-    weights = {"contrastive": 1.0, "beta": cfg.loss.beta_start}  # past the contrastive warm-up
+    optimizer = adamw([*generator.parameters(), *proj_head.parameters()], lr=cfg.train.lr,
+                      weight_decay=cfg.train.weight_decay)
+    steps = {"generator": OptimStep(optimizer, device=device, model=generator, name="generator",
+                                    **step_options(cfg.train))}
+    epoch = cfg.loss.contrastive_warmup_epochs  # past the contrastive warm-up
     log(f"{cfg.detr.backbone} DETR, batches of {shape}, {THREADS} thread(s)")
 
-    @torch.no_grad()
     def inference():
-        predict(detr, batches, device)
+        predict(detr, postprocessor, items, ctx, a.batch)
 
     def faap_steps():
-        train_faap_epoch(cfg, cfg.loss.contrastive_warmup_epochs, weights, detr, generator, proj_head, criterion,
-                         contrastive, optimizer, scaler, batches, ctx)
+        train_faap_epoch(epoch, batches, detr, generator, objective, steps, ctx, space, units, proj_head=proj_head)
 
     sec = {k: v / len(batches) for k, v in medians({"detr_inference": inference, "faap_step": faap_steps},
                                                     a.repeats, device).items()}

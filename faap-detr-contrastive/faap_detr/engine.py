@@ -1,155 +1,127 @@
-"""Per-epoch loops: FAAP generator training (contrastive or adversarial), DETR training, and detection inference."""
-import math
+"""Per-epoch loops: FAAP generator training (contrastive or adversarial) and DETR training (full or cached features).
 
+Every optimisation step goes through an `OptimStep` of common_utils (one per optimizer)."""
 import torch
-from common_utils.train import all_reduce_mean, autocast_context, check_finite, progress
-from torchvision.ops import box_convert
+from common_utils.train import all_reduce_mean, progress
 
-from .losses.adversarial import discriminator_loss, fairness_loss
-from .losses.wasserstein import wasserstein_1d_asymmetric
-from .models.detr import normalize, postprocess
-from .models.generator import apply_generator
+from .datasets.gender_coco import flip_item
+from .models.detr import normalize
+from .models.generator import apply_generator, linf_in_units
 
 
-def _to_device(targets, device):
+def to_device(targets, device):
     return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
 
-def image_level_scores(outputs, targets, indices):
-    """Per image: mean softmax probability (all K+1 classes) of the GT class over its Hungarian-matched queries.
-
-    -> [B]; an image without GT boxes gets a constant 0."""
-    probs = outputs["pred_logits"].float().softmax(-1)
-    scores = []
-    for b, (src, tgt) in enumerate(indices):
-        if len(src) == 0:
-            scores.append(probs.new_zeros(()))
-        else:
-            labels = targets[b]["labels"][tgt].to(probs.device)
-            scores.append(probs[b, src.to(probs.device), labels].mean())
-    return torch.stack(scores)
-
-
-def _num_boxes(targets, device):
+def num_boxes(targets, device):
+    """Boxes in the batch averaged over ranks, at least 1 (upstream's normaliser of the box losses)."""
     n = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
     return max(all_reduce_mean(n).item(), 1.0)
 
 
-def _grad_step(loss, params, optimizer, scaler, max_norm, accum=1, step=0, n_steps=None):
-    """Backward of loss / accum; every `accum` batches (and at the last one): unscale, clip to max_norm, step,
-    zero the gradients. scaler=None: plain fp32. The caller zeroes the gradients before the first batch."""
-    loss = loss / accum
-    (loss if scaler is None else scaler.scale(loss)).backward()
-    if (step + 1) % accum and step + 1 != n_steps:
-        return
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-    if scaler is None:
-        optimizer.step()
-    else:
-        scaler.step(optimizer)
-        scaler.update()
-    optimizer.zero_grad(set_to_none=True)
+class EpochMeans:
+    """Running sums of logged scalars -> per-epoch means averaged over ranks (None values are skipped)."""
 
+    def __init__(self):
+        self.sums, self.counts = {}, {}
 
-def train_faap_epoch(cfg, epoch, weights, detr, generator, proj_head, criterion, contrastive, optimizer, scaler,
-                     loader, ctx, discriminator=None, opt_d=None, step0=0):
-    """One epoch of generator training. weights: dict(contrastive, beta) for this epoch.
-
-    method "contrastive": lambda_c * w(epoch) * L_con + lambda_w * L_wass + beta * L_det.
-    method "adversarial": lambda_fair * L_fair + beta * L_det after a discriminator step on detached features.
-    Returns the epoch means of every logged metric (averaged over ranks)."""
-    generator.train()
-    proj_head.train()
-    if discriminator is not None:
-        discriminator.train()
-    loss_cfg, device, precision = cfg.loss, ctx.device, cfg.train.precision
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    optimizer.zero_grad(set_to_none=True)
-    sums, n_steps = {}, 0
-    for step, (pixels, mask, targets) in enumerate(progress(loader, desc=f"epoch {epoch}", enabled=ctx.is_main)):
-        pixels, mask = pixels.to(device), mask.to(device)
-        targets = _to_device(targets, device)
-        gender = torch.tensor([t["gender"] for t in targets], device=device)
-        if cfg.train.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, precision):
-            x, delta = apply_generator(generator, pixels, mask, cfg.generator.space)
-            outputs = detr(x, mask)
-        losses, indices = criterion(outputs, targets, num_boxes=_num_boxes(targets, device))
-        loss_det = criterion.weighted_total(losses)
-        scores = image_level_scores(outputs, targets, indices)
-        feats = outputs["hs"][-1].float()  # [B,Q,C] last decoder layer
-        logs = {"loss_det": loss_det.item(), "score_f": _masked_mean(scores, gender == 1),
-                "score_m": _masked_mean(scores, gender == 0)}
-        if cfg.method == "contrastive":
-            with autocast_context(device, precision):
-                emb = proj_head(feats)
-            loss_con, info = contrastive(emb.float(), scores.detach())
-            loss_wass = wasserstein_1d_asymmetric(scores[gender == 1], scores[gender == 0])
-            total = (loss_cfg.lambda_contrastive * weights["contrastive"] * loss_con
-                     + loss_cfg.lambda_wass * loss_wass + weights["beta"] * loss_det)
-            logs.update(loss_contrastive=loss_con.item(), loss_wasserstein=loss_wass.item(),
-                        n_positive=info["n_positive"], n_anchor=info["n_anchor"], score_gap=info["score_gap"])
-        else:
-            loss_d = discriminator_loss(discriminator(feats.detach()), gender)
-            opt_d.zero_grad(set_to_none=True)  # drops the grads the previous generator step left in D
-            _grad_step(loss_d, list(discriminator.parameters()), opt_d, None, cfg.train.max_norm)
-            loss_fair = fairness_loss(discriminator(feats), gender, loss_cfg.entropy_alpha)
-            total = loss_cfg.lambda_fair * loss_fair + weights["beta"] * loss_det
-            logs.update(loss_disc=loss_d.item(), loss_fair=loss_fair.item())
-        check_finite(total, step0 + step)
-        _grad_step(total, params, optimizer, scaler, cfg.train.max_norm, cfg.train.grad_accum_steps, step,
-                   len(loader))
-        d = delta.detach().float()
-        logs.update(loss_total=total.item(), delta_linf=d.abs().amax().item(),
-                    delta_l2=d.flatten(1).norm(dim=1).mean().item())
+    def add(self, logs):
         for k, v in logs.items():
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                sums[k] = sums.get(k, 0.0) + float(v)
-        n_steps += 1
-    means = {k: v / max(n_steps, 1) for k, v in sums.items()}
-    return {k: all_reduce_mean(torch.tensor(v, device=device)).item() for k, v in means.items()}
+            if v is not None:
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self, device):
+        return {k: all_reduce_mean(torch.tensor(self.sums[k] / self.counts[k], device=device)).item()
+                for k in sorted(self.sums)}
 
 
-def _masked_mean(x, m):
-    return x[m].mean().item() if m.any() else float("nan")
+def train_faap_epoch(epoch, loader, detr, generator, objective, steps, ctx, space, units, proj_head=None,
+                     discriminator=None, channels_last=False):
+    """One epoch of generator training; returns the epoch means of every logged metric (averaged over ranks).
 
-
-def train_detr_epoch(cfg, epoch, model, criterion, optimizer, scaler, loader, ctx, step0=0):
-    """Supervised DETR training (used to give the demo a detector to freeze). Returns mean losses."""
-    model.train()
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    optimizer.zero_grad(set_to_none=True)
-    sums, n = {}, 0
-    for step, (pixels, mask, targets) in enumerate(progress(loader, desc=f"detr {epoch}", enabled=ctx.is_main)):
+    generator / proj_head / discriminator: the modules to call (DDP-wrapped where distributed); steps: OptimStep per
+    optimizer ({"generator"} or {"generator", "discriminator"}). With a discriminator (adversarial method) each batch
+    first steps it on detached features, then the generator against it (its weights take no gradient from that)."""
+    generator.train()
+    for m in (proj_head, discriminator):
+        if m is not None:
+            m.train()
+    step_g, step_d = steps["generator"], steps.get("discriminator")
+    for s in steps.values():
+        s.begin_epoch(epoch, len(loader))
+    means = EpochMeans()
+    for pixels, mask, targets in progress(loader, desc=f"epoch {epoch}", enabled=ctx.is_main):
         pixels, mask = pixels.to(ctx.device), mask.to(ctx.device)
-        targets = _to_device(targets, ctx.device)
-        with autocast_context(ctx.device, cfg.train.precision):
+        targets = to_device(targets, ctx.device)
+        gender = torch.tensor([t["gender"] for t in targets], device=ctx.device)
+        if channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with step_g.autocast():
+            x, delta = apply_generator(generator, pixels, mask, space)
+            outputs = detr(x, mask)
+        feats = outputs["hs"][-1].float()  # [B,Q,C] last decoder layer
+        nb = num_boxes(targets, ctx.device)
+        if discriminator is None:
+            with step_g.autocast():
+                emb = proj_head(feats)
+            total, logs = objective(outputs, targets, gender, epoch, nb, emb)
+        else:
+            with step_d.autocast():
+                loss_d = objective.discriminator_loss(discriminator(feats.detach()), gender)
+            step_d(loss_d)
+            bare = getattr(discriminator, "module", discriminator)
+            bare.requires_grad_(False)  # the generator's loss must leave no gradient in the discriminator
+            with step_g.autocast():
+                disc_logits = bare(feats)
+            bare.requires_grad_(True)
+            total, logs = objective(outputs, targets, gender, epoch, nb, disc_logits)
+            logs["loss_disc"] = loss_d.item()
+        logged = step_g(total)
+        d = delta.detach().float()
+        logs.update(loss_total=logged["loss"], delta_linf=linf_in_units(d, units, space),
+                    delta_l2=d.flatten(1).norm(dim=1).mean().item())
+        means.add(logs)
+    return means.means(ctx.device)
+
+
+def train_detr_epoch(epoch, loader, model, criterion, step, ctx):
+    """Supervised DETR training on images (trained backbone). Returns mean losses over the epoch and ranks."""
+    model.train()
+    step.begin_epoch(epoch, len(loader))
+    means = EpochMeans()
+    for pixels, mask, targets in progress(loader, desc=f"detr {epoch}", enabled=ctx.is_main):
+        pixels, mask = pixels.to(ctx.device), mask.to(ctx.device)
+        targets = to_device(targets, ctx.device)
+        with step.autocast():
             outputs = model(normalize(pixels) * (~mask).unsqueeze(1), mask)
-        losses, _ = criterion(outputs, targets, num_boxes=_num_boxes(targets, ctx.device))
-        total = criterion.weighted_total(losses)
-        check_finite(total, step0 + step)
-        _grad_step(total, params, optimizer, scaler, cfg.detr_train.max_norm)
-        for k, v in {"loss": total, **losses}.items():
-            sums[k] = sums.get(k, 0.0) + v.item()
-        n += 1
-    return {k: all_reduce_mean(torch.tensor(v / max(n, 1), device=ctx.device)).item() for k, v in sums.items()}
+        losses, _ = criterion(outputs, targets, num_boxes=num_boxes(targets, ctx.device))
+        logged = step(criterion.weighted_total(losses))
+        means.add({"loss": logged["loss"], **{k: v.item() for k, v in losses.items()}})
+    return means.means(ctx.device)
 
 
 @torch.no_grad()
-def backbone_features(model, dataset, device):
-    """Frozen-backbone features of every image, unpadded, computed once and reused each epoch.
+def backbone_features(model, dataset, device, flip=False, batch_size=64):
+    """Frozen-backbone features of every image, unpadded, computed once and reused each epoch; with `flip`, also of
+    every image flipped horizontally (entries N..2N-1). Images of the same size go through the backbone together
+    (no padding, so each feature is the one of the image alone).
 
     -> (list of [C,h,w], list of targets)."""
-    feats, targets = [], []
-    for i in progress(range(len(dataset)), desc="backbone features"):
-        pixels, target = dataset[i]
-        feats.append(model.backbone[0].body(normalize(pixels[None].to(device)))["0"][0])
-        targets.append(target)
-    return feats, targets
+    items = [dataset[i] for i in range(len(dataset))]
+    if flip:
+        items += [flip_item(pixels, target) for pixels, target in items]
+    by_size = {}
+    for i, (pixels, _) in enumerate(items):
+        by_size.setdefault(tuple(pixels.shape[1:]), []).append(i)
+    feats = [None] * len(items)
+    for idx in by_size.values():
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s:s + batch_size]
+            pixels = torch.stack([items[i][0] for i in chunk]).to(device)
+            for i, f in zip(chunk, model.backbone[0].body(normalize(pixels))["0"]):
+                feats[i] = f
+    return feats, [t for _, t in items]
 
 
 def pad_features(feats):
@@ -164,47 +136,28 @@ def pad_features(feats):
     return out, mask
 
 
-def train_detr_cached_epoch(cfg, epoch, model, criterion, optimizer, feats, targets, ctx, step0=0):
+def cached_batches(n, batch_size, seed, epoch, views=1):
+    """Shuffled index batches of a cached-feature epoch over n images, each image in one of `views` cached views
+    (index i + n * view) drawn at random; from a generator seeded by (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(n, generator=g)
+    order = (order + n * torch.randint(views, (n,), generator=g)).tolist()
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def train_detr_cached_epoch(epoch, batches, model, criterion, step, feats, targets, ctx):
     """DETR training on cached features of a frozen backbone: the transformer and heads learn.
 
-    Shuffled with a generator seeded from (seed, epoch). Every rank runs the same batches (the step is cheap),
-    so replicas stay identical without gradient communication."""
+    Every rank runs the same batches (the step is cheap), so replicas stay identical without communication."""
     model.train()
-    bs = cfg.detr_train.batch_size
-    order = torch.randperm(len(feats), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch)).tolist()
-    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    optimizer.zero_grad(set_to_none=True)
-    sums = {}
-    for step, idx in enumerate(batches):
+    step.begin_epoch(epoch, len(batches))
+    means = EpochMeans()
+    for idx in batches:
         f, m = pad_features([feats[i] for i in idx])
-        tgts = _to_device([targets[i] for i in idx], ctx.device)
-        outputs = model.forward_features(f, m)
-        losses, _ = criterion(outputs, tgts, num_boxes=_num_boxes(tgts, ctx.device))
-        total = criterion.weighted_total(losses)
-        check_finite(total, step0 + step)
-        _grad_step(total, params, optimizer, None, cfg.detr_train.max_norm)
-        for k, v in {"loss": total, **losses}.items():
-            sums[k] = sums.get(k, 0.0) + v.item()
-    return {k: v / max(len(batches), 1) for k, v in sums.items()}
-
-
-@torch.no_grad()
-def predict(detr, loader, device, generator=None, space="pixel", precision="fp32"):
-    """COCO results for every image (all queries, no threshold), with or without the generator's perturbation."""
-    results = []
-    for pixels, mask, targets in loader:
-        pixels, mask = pixels.to(device), mask.to(device)
-        with autocast_context(device, precision):
-            if generator is None:
-                x = normalize(pixels) * (~mask).unsqueeze(1)
-            else:
-                x = apply_generator(generator, pixels, mask, space)[0]
-            outputs = detr(x, mask)
-        outputs = {k: outputs[k].float() for k in ("pred_logits", "pred_boxes")}
-        sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
-        for t, det in zip(targets, postprocess(outputs, sizes)):
-            xywh = box_convert(det["boxes"], "xyxy", "xywh").tolist()
-            for s, lab, box in zip(det["scores"].tolist(), det["labels"].tolist(), xywh):
-                results.append({"image_id": t["image_id"], "category_id": lab, "bbox": box, "score": s})
-    return results
+        tgts = to_device([targets[i] for i in idx], ctx.device)
+        with step.autocast():
+            outputs = model.forward_features(f, m)
+        losses, _ = criterion(outputs, tgts, num_boxes=float(max(sum(len(t["labels"]) for t in tgts), 1)))
+        logged = step(criterion.weighted_total(losses))
+        means.add({"loss": logged["loss"], **{k: v.item() for k, v in losses.items()}})
+    return {k: v / max(means.counts[k], 1) for k, v in means.sums.items()}

@@ -52,23 +52,27 @@ def write_gender_coco(root, n_per_split=6, splits=("train", "val"), seed=0):
 
 @pytest.fixture(scope="session")
 def gender_data(tmp_path_factory):
-    return write_gender_coco(tmp_path_factory.mktemp("gender_coco"))
+    return write_gender_coco(tmp_path_factory.mktemp("gender_coco"), splits=("train", "val", "test"))
 
 
-@pytest.fixture
-def tiny_overrides(gender_data, tmp_path):
-    return [f"data.root={gender_data}", f"run_dir={tmp_path / 'run'}", "device=cpu"]
+@pytest.fixture(scope="session")
+def synthetic_coco(tmp_path_factory):
+    """The embedded gender_coco scenes as COCO distributes them (annotations/ + train2017/ + val2017/)."""
+    from common_utils.synthetic import gender_coco
+
+    root = tmp_path_factory.mktemp("coco")
+    gender_coco.generate(root, n=60, seed=0)
+    return root
 
 
 @pytest.fixture(scope="session")
 def tiny_detr_ckpt(tmp_path_factory):
     """A random tiny DETR (configs/tiny.yaml) saved in the official release format."""
     from faap_detr.main import load_cfg
-    from faap_detr.models.detr import build_detr
-    from omegaconf import OmegaConf
+    from faap_detr.models.detr import build
 
     torch.manual_seed(0)
-    model = build_detr(OmegaConf.to_container(load_cfg(ROOT / "configs" / "tiny.yaml").detr))
+    model = build(load_cfg(ROOT / "configs" / "tiny.yaml"))[0]
     path = tmp_path_factory.mktemp("detr") / "detr_tiny.pth"
     torch.save({"model": model.state_dict()}, path)
     return path
@@ -79,4 +83,5 @@ def tiny_cfg_args(gender_data, tiny_detr_ckpt, tmp_path):
     """(config path, overrides) for a fast CPU run: 64 px images, one batch of 4 per epoch."""
     return ROOT / "configs" / "tiny.yaml", [
         f"data.root={gender_data}", f"run_dir={tmp_path / 'run'}", "device=cpu", f"detr.checkpoint={tiny_detr_ckpt}",
-        "data.image_size=64", "data.max_size=96", "train.batch_size=4", "train.batches_per_epoch=1"]
+        "train.batch_size=4", "train.batches_per_epoch=1", "eval.batch_size=8", "eval.bootstrap=20",
+        "eval.n_visualize=1", "detr_train.batch_size=4"]

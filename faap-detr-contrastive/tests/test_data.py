@@ -5,7 +5,7 @@ import pytest
 import torch
 from common_utils.data import DataFormatError
 from faap_detr.datasets.gender_coco import GenderCocoDataset, collate, resize_shape
-from faap_detr.datasets.make_gender_split import caption_gender
+from faap_detr.datasets.make_gender_split import caption_vote, image_gender, lemma
 from faap_detr.main import main
 
 
@@ -42,35 +42,66 @@ def test_bad_json_is_named(tmp_path, gender_data):
         GenderCocoDataset(root, "val")
 
 
-def test_caption_gender_words():
-    assert caption_gender(["A man riding a horse."]) == "men"
-    assert caption_gender(["Two women", "a lady with an umbrella"]) == "women"
-    assert caption_gender(["A man and a woman walking"]) is None  # mixed -> dropped
-    assert caption_gender(["A dog on a sofa"]) is None
-    assert caption_gender(["The manager of the shop"]) is None  # whole words only
+def test_lemmas_and_caption_votes():
+    assert [lemma(t) for t in ("men", "women's", "boys'", "ladies", "girls", "wives", "guy", "human", "manhole")] == [
+        "man", "woman", "boy", "lady", "girl", "wife", "guy", "human", "manhole"]
+    assert caption_vote("Two girls playing frisbee") == {"women"}
+    assert caption_vote("The boys are running.") == {"men"}
+    assert caption_vote("A man and a woman walking") == {"men", "women"}
+    assert caption_vote("The man-made lake near a manhole, a human statue") == set()  # whole words only
+    assert caption_vote("A GUY'S bicycle") == {"men"}
 
 
-def test_make_gender_split_cli(tmp_path):
-    caps = {"annotations": [
-        {"image_id": 1, "caption": "A man surfing"}, {"image_id": 1, "caption": "a guy on a wave"},
-        {"image_id": 2, "caption": "A woman with a kite"}, {"image_id": 3, "caption": "A boy and his sister"},
-        {"image_id": 4, "caption": "a red bus"}]}
-    inst = {"images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 10, "width": 10} for i in range(1, 5)],
-            "annotations": [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "iscrowd": 0},
-                            {"id": 11, "image_id": 1, "category_id": 3, "bbox": [0, 0, 2, 2], "iscrowd": 0},
-                            {"id": 12, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0}],
-            "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]}
-    (tmp_path / "caps.json").write_text(json.dumps(caps))
-    (tmp_path / "inst.json").write_text(json.dumps(inst))
-    out = tmp_path / "out"
-    main(["make-gender-split", "--captions", str(tmp_path / "caps.json"), "--instances", str(tmp_path / "inst.json"),
-          "--out", str(out), "--split", "val", "--person-only"])
-    men = json.loads((out / "gender_men_val.json").read_text())
-    women = json.loads((out / "gender_women_val.json").read_text())
-    assert [im["id"] for im in men["images"]] == [1] and [a["id"] for a in men["annotations"]] == [10]
-    assert [im["id"] for im in women["images"]] == [2] and "info" in women
-    layout = json.loads((out / "dataset_layout.json").read_text())
-    assert layout["caption_split_counts"]["val"] == {
-        "dropped_mixed": 1, "dropped_none": 1, "women": {"images": 1, "annotations": 1},
-        "men": {"images": 1, "annotations": 1}}
-    assert layout["splits"]["val"]["men"]["images"] == 1
+def test_caption_vote_over_an_image():
+    man = ["A man surfing", "a guy on a wave", "A person on a board", "someone surfing", "a surfer"]
+    assert image_gender(man) == ("men", None)
+    assert image_gender(man[:1] + man[2:]) == (None, "weak")  # one caption is not a vote of two
+    assert image_gender(man[:1] + man[2:], min_votes=1) == ("men", None)  # Burns et al.'s rule
+    assert image_gender(man + ["two women watching"]) == (None, "mixed")
+    assert image_gender(man + ["two women watching"], max_dissent=1) == ("men", None)
+    assert image_gender(["a dog", "a cat"]) == (None, "neutral")
+
+
+def _build(coco_root, out, **kw):
+    return main(["make-gender-split", "--coco-root", str(coco_root), "--out", str(out), *kw.get("args", [])])
+
+
+def test_split_builder_on_coco_files(synthetic_coco, tmp_path, capsys):
+    """On COCO's own layout (the embedded scenes): labels agree with the scenes' true gender, mixed / neutral / weak
+    / person-less images are dropped and counted, the carving is deterministic, counts are printed and written."""
+    assert _build(synthetic_coco, tmp_path / "a") == 0
+    printed = capsys.readouterr().out
+    counts = json.loads((tmp_path / "a" / "split_counts.json").read_text())
+    truth = json.loads((synthetic_coco / "synthetic_info.json").read_text())["scene_gender"]
+    seen = {}
+    for split in ("train", "val", "test"):
+        assert f"{split} " in printed
+        for gender in ("women", "men"):
+            data = json.loads((tmp_path / "a" / f"gender_{gender}_{split}.json").read_text())
+            assert "info" in data and data["categories"][0]["id"] == 1
+            ids = [im["id"] for im in data["images"]]
+            assert all(truth[str(i)] == gender for i in ids)  # the vote recovers the scene's gender
+            assert not set(ids) & set(seen)
+            seen.update(dict.fromkeys(ids, split))
+            assert counts["splits"][split][gender]["images"] == len(ids) > 0
+            assert (tmp_path / "a" / f"{gender}_split" / split / data["images"][0]["file_name"]).is_file()
+            person = {a["image_id"] for a in data["annotations"] if a["category_id"] == 1}
+            assert person == set(ids)  # only images with a person box
+            src = "train2017" if split == "train" else "val2017"
+            assert counts["splits"][split][gender]["source"] == src
+    dropped = {k: sum(d[k] for d in counts["dropped"].values()) for k in ("mixed", "neutral", "weak", "no_person")}
+    n_empty = sum(1 for g in truth.values() if g == "empty")
+    assert 0 < dropped["no_person"] <= n_empty and dropped["mixed"] > 0 and dropped["weak"] > 0
+    assert sum(dropped.values()) + len(seen) == len(truth)
+    assert _build(synthetic_coco, tmp_path / "b") == 0  # deterministic: byte-identical files
+    for name in [p.name for p in (tmp_path / "a").glob("*.json")]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert _build(synthetic_coco, tmp_path / "c", args=["--salt", "other"]) == 0
+    val_a = json.loads((tmp_path / "a" / "gender_men_val.json").read_text())["images"]
+    val_c = json.loads((tmp_path / "c" / "gender_men_val.json").read_text())["images"]
+    assert val_a != val_c  # the salt changes the carving
+
+
+def test_split_builder_names_a_missing_annotation_file(tmp_path):
+    with pytest.raises(DataFormatError, match="captions_train2017.json"):
+        _build(tmp_path, tmp_path / "out")

@@ -6,7 +6,8 @@ import torch
 from common_utils.train import check_state_dict
 from conftest import fixture_dir
 from faap_detr.losses.criterion import SetCriterion
-from faap_detr.models.detr import build_detr, load_detr_checkpoint, map_official_keys
+from faap_detr.main import load_cfg
+from faap_detr.models.detr import build, load_detr_checkpoint, map_official_keys
 from faap_detr.models.matcher import HungarianMatcher
 from safetensors.torch import load_file
 
@@ -14,6 +15,11 @@ SMALL = dict(backbone="resnet18", hidden_dim=64, nheads=4, enc_layers=2, dec_lay
              dropout=0.1, num_queries=10, num_classes=91)
 R50 = dict(SMALL, backbone="resnet50", hidden_dim=256, nheads=8, enc_layers=6, dec_layers=6, dim_feedforward=2048,
            num_queries=100)
+
+
+def build_detr(detr):
+    """The model of `build(cfg)` for these `detr` keys over configs/default.yaml."""
+    return build(load_cfg(None, [f"detr.{k}={v}" for k, v in detr.items()]))[0]
 
 
 @pytest.fixture(scope="module")

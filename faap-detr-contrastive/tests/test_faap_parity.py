@@ -7,9 +7,8 @@ import torch
 from conftest import fixture_dir
 from faap_detr.losses.contrastive import AdaptiveScoreContrastiveLoss, BidirectionalScoreContrastiveLoss
 from faap_detr.losses.wasserstein import resize_sorted, wasserstein_1d_asymmetric
-from faap_detr.main import load_generator
 from faap_detr.models.detr import IMAGENET_MEAN, IMAGENET_STD
-from faap_detr.models.generator import PerturbationGenerator, apply_generator
+from faap_detr.models.generator import PerturbationGenerator, apply_generator, load_generator
 from faap_detr.models.projection_head import ProjectionHead
 from faap_detr.schedules import contrastive_warmup_weight, scheduled_beta, scheduled_epsilon
 from safetensors.torch import load_file
@@ -140,8 +139,8 @@ def test_design_checkpoint_loads_into_ours(fx, tmp_path):
     torch.save(ckpt, tmp_path / "epoch_0029.pth")
     with pytest.raises(ValueError, match="no epsilon"):
         load_generator(tmp_path / "epoch_0029.pth")
-    g, eps, space = load_generator(tmp_path / "epoch_0029.pth", epsilon=0.1)
-    assert eps == 0.1 and space == "normalized" and not g.training
+    g, eps, units, space = load_generator(tmp_path / "epoch_0029.pth", epsilon=0.1)
+    assert eps == 0.1 and units == space == "normalized" and not g.training
     with torch.no_grad():
         assert torch.allclose(g(io["input_images"]), io["gen_eval_delta"], **TOL)
     torch.save(gen_sd, tmp_path / "bare.pth")  # a bare state dict also loads

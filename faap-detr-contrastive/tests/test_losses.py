@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from faap_detr.engine import image_level_scores
 from faap_detr.losses.contrastive import (
     AdaptiveScoreContrastiveLoss,
     BidirectionalScoreContrastiveLoss,
     split_counts,
 )
+from faap_detr.losses.objective import image_level_scores
 from faap_detr.losses.wasserstein import wasserstein_1d_asymmetric
 
 

@@ -1,190 +1,207 @@
-"""Training CLI: outputs, epsilon in checkpoints, exact resume (train and train-detr), adversarial method,
-config errors."""
+"""Both trainers on the engine: outputs (one file per kind), exports (official DETR layout, FAAP epoch files with
+their budget, best.pth chosen on validation), kill -9 + `--resume auto` equal to an uninterrupted run, the
+adversarial step, config errors."""
 import copy
 import json
-import shutil
+from pathlib import Path
 
-import faap_detr.main as faap_main
 import pytest
 import torch
-from common_utils.train import ConfigError, init_distributed, load_checkpoint, make_grad_scaler
+from common_utils.train import ConfigError, OptimStep, RunStateError, init_distributed, load_checkpoint
+from common_utils.train.testing import FAULT_ENV, metrics_rows, run_forked
 from faap_detr.datasets.gender_coco import GenderCocoDataset, collate
 from faap_detr.engine import train_faap_epoch
-from faap_detr.losses.adversarial import discriminator_loss
-from faap_detr.main import build_contrastive, build_criterion, build_frozen_detr, epoch_schedule, load_cfg, main, train
+from faap_detr.losses.objective import build as build_objective
+from faap_detr.main import load_cfg, main
 from faap_detr.models.discriminator import GenderDiscriminator
-from faap_detr.models.generator import PerturbationGenerator, apply_generator
+from faap_detr.models.generator import PerturbationGenerator, apply_generator, linf_bound
 from faap_detr.models.projection_head import ProjectionHead
+from faap_detr.train_faap import build_frozen_detr, epoch_epsilon
 
 
-def test_train_outputs_and_checkpoint_epsilon(tiny_cfg_args):
+def _cli(cmd, path, ov, *extra):
+    return [cmd, "--config", str(path), *ov, *extra]
+
+
+def _weights(path, key):
+    return load_checkpoint(path)["models"][key]
+
+
+def test_train_faap_outputs_exports_and_validation(tiny_cfg_args):
     path, ov = tiny_cfg_args
     cfg = load_cfg(path, ov + ["train.epochs=3"])
-    run = train(cfg)
-    for name in ("config.json", "dataset_layout.json", "train_log.jsonl", "metrics.jsonl", "config.yaml"):
-        assert (run / name).is_file(), name
-    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
-    for key in ("loss_contrastive", "loss_wasserstein", "loss_det", "n_positive", "n_anchor", "score_gap",
-                "score_f", "score_m", "delta_linf", "delta_l2", "epsilon", "beta"):
+    assert main(_cli("train", path, ov, "train.epochs=3")) == 0
+    run = cfg.run_dir
+    from pathlib import Path
+
+    run = Path(run)
+    assert sorted(p.name for p in run.iterdir() if p.is_file()) == [
+        "config.yaml", "dataset_layout.json", "last.pth", "metrics.jsonl"]  # one file per kind
+    rows = metrics_rows(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ("loss_contrastive", "loss_wasserstein", "loss_det", "n_positive", "n_anchor", "score_gap", "score_f",
+                "score_m", "delta_linf", "delta_l2", "epsilon", "beta", "val_AP_men", "val_AP_women", "val_AP_gap",
+                "val_AP_gap_baseline", "best_epoch"):
         assert key in rows[-1], key
-    layout = json.loads((run / "dataset_layout.json").read_text())
-    assert layout["splits"]["train"]["women"]["images"] == 6
-    for e in range(3):
+    for e, row in enumerate(rows):
         ckpt = load_checkpoint(run / "checkpoints" / f"epoch_{e:04d}.pth")
-        assert ckpt["epsilon"] == pytest.approx(epoch_schedule(cfg, e)[0]) and ckpt["perturb_space"] == "pixel"
-        assert rows[e]["delta_linf"] <= ckpt["epsilon"] + 1e-6
-    assert {"generator", "proj_head", "opt_g", "rng", "scaler", "config"} <= set(ckpt)
+        assert {"generator", "proj_head", "opt_g", "args"} <= set(ckpt)  # the design's keys
+        assert ckpt["epsilon"] == pytest.approx(epoch_epsilon(cfg, e)) == pytest.approx(row["epsilon"])
+        assert ckpt["epsilon_units"] == "normalized" and ckpt["perturb_space"] == "pixel" and ckpt["epoch"] == e + 1
+        assert row["delta_linf"] <= ckpt["epsilon"] + 1e-6  # in the design's units, whatever the space
+    best = load_checkpoint(run / "checkpoints" / "best.pth")
+    chosen = rows[-1]["best_epoch"]
+    assert best["epoch"] == chosen and best["val"]["val_AP_gap"] == rows[chosen - 1]["val_AP_gap"]
+    state = load_checkpoint(run / "last.pth")
+    assert state["epoch"] == 3 and set(state["models"]) == {"generator", "proj_head"}
+    assert state["extra"]["best"]["epoch"] == chosen
 
 
-def test_resume_reproduces_uninterrupted_run(tiny_cfg_args, tmp_path):
+@pytest.mark.parametrize("method,fault", [("contrastive", "after_checkpoint:1"),
+                                          ("adversarial", "before_checkpoint:2")])
+def test_train_faap_killed_and_resumed_equals_uninterrupted(tiny_cfg_args, tmp_path, method, fault):
     path, ov = tiny_cfg_args
-    full = train(load_cfg(path, ov + ["train.epochs=3", f"run_dir={tmp_path / 'full'}"]))
-    # a run of the same config interrupted after epoch 1: its last.pth is the epoch-1 checkpoint
-    part = tmp_path / "part"
-    (part / "checkpoints").mkdir(parents=True)
-    shutil.copy(full / "checkpoints" / "epoch_0001.pth", part / "checkpoints" / "last.pth")
-    main(["train", "--config", str(path), "--resume", "auto", *ov, "train.epochs=3", f"run_dir={part}"])
-    assert not (part / "checkpoints" / "epoch_0000.pth").exists()  # really resumed, not restarted
-    a = load_checkpoint(full / "checkpoints" / "last.pth")
-    b = load_checkpoint(part / "checkpoints" / "last.pth")
-    assert a["epoch"] == b["epoch"] == 2
-    for key in ("generator", "proj_head"):
-        for k, v in a[key].items():
-            assert torch.equal(v, b[key][k]), f"{key}.{k}"
+    args = ov + ["train.epochs=3", f"method={method}"]
+    ref, run = tmp_path / "ref", tmp_path / "killed"
+    assert run_forked(main, _cli("train", path, args, f"run_dir={ref}")) == 0
+    assert run_forked(main, _cli("train", path, args, f"run_dir={run}"), env={FAULT_ENV: fault}) == -9
+    assert run_forked(main, _cli("train", path, args, f"run_dir={run}", "--resume", "auto")) == 0
+    assert metrics_rows(run / "metrics.jsonl") == metrics_rows(ref / "metrics.jsonl")
+    for key in ("generator", "discriminator") if method == "adversarial" else ("generator", "proj_head"):
+        a, b = _weights(ref / "last.pth", key), _weights(run / "last.pth", key)
+        assert all(torch.equal(v, b[k]) for k, v in a.items()), key
+    assert load_checkpoint(run / "checkpoints" / "best.pth")["epoch"] == load_checkpoint(
+        ref / "checkpoints" / "best.pth")["epoch"]
 
 
-def test_adversarial_method_trains_discriminator(tiny_cfg_args):
+def test_resume_under_another_budget_is_an_error(tiny_cfg_args):
     path, ov = tiny_cfg_args
-    main(["train", "--config", str(path), "--method", "adversarial", "--device", "cpu", *ov, "train.epochs=1"])
-    run = load_cfg(path, ov).run_dir
-    ckpt = load_checkpoint(f"{run}/checkpoints/epoch_0000.pth")
-    assert "discriminator" in ckpt and "opt_d" in ckpt
-    row = json.loads(open(f"{run}/train_log.jsonl").readline())
-    assert "loss_disc" in row and "loss_fair" in row
+    assert main(_cli("train", path, ov, "train.epochs=1")) == 0
+    with pytest.raises(RunStateError, match="epsilon"):
+        main(_cli("train", path, ov, "train.epochs=2", "epsilon.units=pixel", "--resume", "auto"))
+
+
+def test_train_detr_learns_and_exports_the_official_layout(tiny_cfg_args):
+    path, ov = tiny_cfg_args
+    args = ov + ["detr.checkpoint=null", "detr_train.epochs=12", "detr_train.eval_every=6"]
+    assert main(_cli("train-detr", path, args)) == 0
+    out = load_cfg(path, args).run_dir + "/detr"
+    rows = metrics_rows(f"{out}/metrics.jsonl")
+    assert len(rows) == 12 and rows[-1]["loss"] < rows[0]["loss"]  # the transformer learns on cached features
+    assert "val_AP" in rows[5] and "val_AP" not in rows[4] and "val_AP_women" in rows[-1]
+    export = load_checkpoint(f"{out}/detr.pth")
+    assert list(export) == ["model"]  # the official release layout
+    cfg = load_cfg(path, ov + [f"detr.checkpoint={out}/detr.pth"])
+    detr = build_frozen_detr(cfg)[0]  # the official-checkpoint loader (strict)
+    assert all(torch.equal(v, export["model"][k]) for k, v in detr.detr.state_dict().items())
+
+
+@pytest.mark.parametrize("lr_backbone,fault", [(0.0, "after_checkpoint:1"), (1e-4, "after_metrics:1")],
+                         ids=["cached_backbone", "trained_backbone"])
+def test_train_detr_killed_and_resumed_equals_uninterrupted(tiny_cfg_args, tmp_path, lr_backbone, fault):
+    path, ov = tiny_cfg_args
+    args = ov + ["detr.checkpoint=null", "detr_train.epochs=3", "detr_train.eval_every=2",
+                 f"detr_train.lr_backbone={lr_backbone}"]
+    ref, run = tmp_path / "ref", tmp_path / "killed"
+    assert run_forked(main, _cli("train-detr", path, args, f"run_dir={ref}")) == 0
+    assert run_forked(main, _cli("train-detr", path, args, f"run_dir={run}"), env={FAULT_ENV: fault}) == -9
+    assert run_forked(main, _cli("train-detr", path, args, f"run_dir={run}", "--resume", "auto")) == 0
+    assert metrics_rows(run / "detr" / "metrics.jsonl") == metrics_rows(ref / "detr" / "metrics.jsonl")
+    a, b = load_checkpoint(ref / "detr" / "detr.pth")["model"], load_checkpoint(run / "detr" / "detr.pth")["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_a_second_run_in_the_same_directory_is_refused(tiny_cfg_args):
+    path, ov = tiny_cfg_args
+    assert main(_cli("train", path, ov, "train.epochs=1")) == 0
+    from common_utils.train import RunDirError
+
+    with pytest.raises(RunDirError, match="--resume auto"):
+        main(_cli("train", path, ov, "train.epochs=1"))
+    assert main(_cli("train", path, ov, "train.epochs=1", "--overwrite")) == 0
 
 
 def test_adversarial_step_changes_only_generator_and_discriminator(tiny_cfg_args):
     """One step of the original FAAP objective: the generator and the discriminator move, the frozen DETR (and the
-    unused projection head) stay bitwise equal; the discriminator's step is a plain CE step on detached features."""
+    unused projection head) stay bitwise equal; the discriminator's step is a plain CE step on detached features,
+    untouched by the generator's loss."""
     path, ov = tiny_cfg_args
-    cfg = load_cfg(path, ov + ["method=adversarial"])
+    cfg = load_cfg(path, ov + ["method=adversarial", "train.grad_clip=0"])
     torch.manual_seed(0)
-    detr, criterion = build_frozen_detr(cfg), build_criterion(cfg)
+    detr, criterion, _ = build_frozen_detr(cfg)
+    objective = build_objective(cfg, criterion)
     generator = PerturbationGenerator(cfg.generator.base_channels, 0.05)
     proj_head = ProjectionHead(cfg.detr.hidden_dim, cfg.projection.hidden_dim, cfg.projection.output_dim)
     disc = GenderDiscriminator(cfg.detr.hidden_dim)
-    opt_g = torch.optim.AdamW(generator.parameters(), lr=cfg.train.lr_g, weight_decay=cfg.train.weight_decay)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.loss.lr_d, weight_decay=cfg.train.weight_decay)
+    opt_g = torch.optim.AdamW(generator.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.train.lr_d, weight_decay=cfg.train.weight_decay)
     ds = GenderCocoDataset(cfg.data.root, "train", image_size=64, max_size=96)
     batch = collate([ds[i] for i in (0, 1, 6, 7)])  # two men, two women
     before = {name: copy.deepcopy(m.state_dict()) for name, m in
               {"detr": detr, "generator": generator, "proj_head": proj_head, "disc": disc}.items()}
-    # expected discriminator after its step: CE on the features of the unperturbed-generator output, detached
     gen0, disc0 = copy.deepcopy(generator).train(), copy.deepcopy(disc).train()
-    ref_opt = torch.optim.AdamW(disc0.parameters(), lr=cfg.loss.lr_d, weight_decay=cfg.train.weight_decay)
+    ref_opt = torch.optim.AdamW(disc0.parameters(), lr=cfg.train.lr_d, weight_decay=cfg.train.weight_decay)
     with torch.no_grad():
         feats = detr(apply_generator(gen0, batch[0], batch[1], cfg.generator.space)[0], batch[1])["hs"][-1]
-    discriminator_loss(disc0(feats), torch.tensor([t["gender"] for t in batch[2]])).backward()
-    torch.nn.utils.clip_grad_norm_(list(disc0.parameters()), cfg.train.max_norm)
+    objective.discriminator_loss(disc0(feats), torch.tensor([t["gender"] for t in batch[2]])).backward()
     ref_opt.step()
 
     ctx = init_distributed("cpu")
-    metrics = train_faap_epoch(cfg, 0, {"contrastive": 0.0, "beta": 0.5}, detr, generator, proj_head, criterion,
-                               build_contrastive(cfg), opt_g, make_grad_scaler("fp32", "cpu"), [batch], ctx, disc,
-                               opt_d)
+    steps = {"generator": OptimStep(opt_g, device="cpu"), "discriminator": OptimStep(opt_d, device="cpu")}
+    metrics = train_faap_epoch(0, [batch], detr, generator, objective, steps, ctx, cfg.generator.space,
+                               cfg.epsilon.units, proj_head=proj_head, discriminator=disc)
     assert {"loss_disc", "loss_fair", "loss_det"} <= set(metrics) and "loss_contrastive" not in metrics
-    assert int(opt_g.state_dict()["state"][0]["step"]) == 1 and int(opt_d.state_dict()["state"][0]["step"]) == 1
+    assert steps["generator"].optimizer_steps == steps["discriminator"].optimizer_steps == 1
     after = {"detr": detr.state_dict(), "generator": generator.state_dict(), "proj_head": proj_head.state_dict(),
              "disc": disc.state_dict()}
     for name in ("detr", "proj_head"):
         for k, v in after[name].items():
             assert torch.equal(before[name][k], v), f"{name}.{k} changed"
     assert all(p.grad is None for p in detr.parameters()) and not detr.training
+    assert all(p.grad is None for p in disc.parameters())  # the generator's loss left none in D
     for name in ("generator", "disc"):
         assert any(not torch.equal(before[name][k], v) for k, v in after[name].items()), f"{name} did not move"
     for k, v in disc0.state_dict().items():
         torch.testing.assert_close(after["disc"][k], v, rtol=0, atol=1e-6, msg=f"disc.{k}")
 
 
-def test_bidirectional_flag(tiny_cfg_args):
+def test_bidirectional_flag_and_accumulation(tiny_cfg_args, tmp_path):
     path, ov = tiny_cfg_args
-    main(["train", "--config", str(path), "--bidirectional", *ov, "train.epochs=1"])
-    cfg = json.loads(open(f"{load_cfg(path, ov).run_dir}/config.json").read())
-    assert cfg["bidirectional"] is True
+    args = ov + ["train.epochs=1", "train.batches_per_epoch=3", "train.accum_steps=2", f"run_dir={tmp_path / 'b'}"]
+    assert main(_cli("train", path, args, "--bidirectional")) == 0
+    state = load_checkpoint(tmp_path / "b" / "last.pth")
+    assert state["config"]["loss"]["bidirectional"] is True
+    assert state["steps"]["generator"] == 2  # groups of 2 + the trailing 1
 
 
-def test_unknown_config_key_is_named(tiny_cfg_args):
+def test_config_errors_name_the_key(tiny_cfg_args):
     path, ov = tiny_cfg_args
     with pytest.raises(ConfigError, match="train.lr_gg"):
         load_cfg(path, ov + ["train.lr_gg=1"])
+    with pytest.raises(ValueError, match="epsilon.units"):
+        linf_bound(0.1, "pixels", "pixel")
+    with pytest.raises(ValueError, match="generator.space"):
+        main(_cli("train", path, ov, "generator.space=rgb"))
+    json.dumps(load_cfg(path, ov).detr.num_queries)
 
 
-def test_train_detr_learns_and_writes_official_format(tiny_cfg_args):
-    path, ov = tiny_cfg_args
-    out = main_train_detr(path, ov + ["detr.checkpoint=null", "detr_train.epochs=12", "detr_train.lr_backbone=0",
-                                      "detr_train.lr=0.001", "detr_train.batch_size=4"])
-    rows = [json.loads(line) for line in (out.parent / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 and rows[-1]["loss"] < rows[0]["loss"]  # the transformer learns on cached features
-    from faap_detr.main import build_frozen_detr
-    cfg = load_cfg(path, ov + [f"detr.checkpoint={out}"])
-    build_frozen_detr(cfg)  # strict official-format load
+def test_cached_backbone_features_are_each_image_alone(gender_data):
+    """Images of one size share a backbone batch: each cached feature equals the image's own forward pass."""
+    from faap_detr.datasets.gender_coco import flip_item
+    from faap_detr.engine import backbone_features
+    from faap_detr.models.detr import build, normalize
 
-
-class Interrupted(Exception):
-    """Raised inside the training loop to simulate a job killed mid-run."""
-
-
-@pytest.mark.parametrize("lr_backbone", [0.0, 1e-4], ids=["cached_backbone", "trained_backbone"])
-def test_train_detr_resume_auto_matches_uninterrupted_run(tiny_cfg_args, tmp_path, monkeypatch, lr_backbone):
-    """train-detr killed at the end of epoch 2 (checkpoint every 2 epochs: last.pth holds epoch 1), then the same
-    command with `--resume auto`: final weights and optimizer state are bitwise those of an uninterrupted run."""
-    path, ov = tiny_cfg_args
-    args = ov + ["detr.checkpoint=null", "detr_train.epochs=3", "detr_train.checkpoint_every=2",
-                 f"detr_train.lr_backbone={lr_backbone}", "detr_train.batch_size=4"]
-    full = main_train_detr(path, args + [f"run_dir={tmp_path / 'full'}"])
-
-    part_args = ["train-detr", "--config", str(path), "--resume", "auto", *args, f"run_dir={tmp_path / 'part'}"]
-    def killed_after_epoch_2(run_epoch):
-        def wrapped(cfg, epoch, *a, **kw):
-            metrics = run_epoch(cfg, epoch, *a, **kw)
-            if epoch == 2:  # the epoch's work is lost: killed before it is logged and checkpointed
-                raise Interrupted
-            return metrics
-        return wrapped
-
-    for name in ("train_detr_cached_epoch", "train_detr_epoch"):
-        monkeypatch.setattr(faap_main, name, killed_after_epoch_2(getattr(faap_main, name)))
-    with pytest.raises(Interrupted):
-        main(part_args)  # no checkpoint yet: --resume auto starts fresh
-    part = tmp_path / "part" / "detr"
-    assert load_checkpoint(part / "checkpoints" / "last.pth")["epoch"] == 1 and not (part / "detr.pth").exists()
-    monkeypatch.undo()
-    main(part_args)
-    epochs = [json.loads(line)["epoch"] for line in (part / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2]  # resumed at epoch 2 (a restart would log 0, 1, 0, 1, 2)
-    a, b = load_checkpoint(full), load_checkpoint(part / "detr.pth")
-    assert a["model"].keys() == b["model"].keys()
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
-    oa = load_checkpoint(full.parent / "checkpoints" / "last.pth")["optimizer"]["state"]
-    ob = load_checkpoint(part / "checkpoints" / "last.pth")["optimizer"]["state"]
-    for i, st in oa.items():
-        for k, v in st.items():
-            assert torch.equal(v, ob[i][k]), f"optimizer state {i}.{k}"
-
-
-def main_train_detr(path, ov):
-    from faap_detr.main import train_detr
-    return train_detr(load_cfg(path, ov))
-
-
-def test_gradient_accumulation_steps_once_per_window(tiny_cfg_args, tmp_path):
-    path, ov = tiny_cfg_args
-    steps = {}
-    for accum in (1, 3):
-        run = train(load_cfg(path, ov + ["train.epochs=1", "train.batches_per_epoch=3",
-                                         f"train.grad_accum_steps={accum}", f"run_dir={tmp_path / str(accum)}"]))
-        state = load_checkpoint(run / "checkpoints" / "last.pth")["opt_g"]["state"]
-        steps[accum] = int(state[0]["step"])
-    assert steps == {1: 3, 3: 1}
+    cfg = load_cfg(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", [f"data.root={gender_data}"])
+    torch.manual_seed(0)
+    model = build(cfg)[0].eval()
+    ds = GenderCocoDataset(gender_data, "train", image_size=48, max_size=64)
+    feats, targets = backbone_features(model, ds, "cpu", flip=True, batch_size=3)
+    assert len(feats) == 2 * len(ds) and len(targets) == 2 * len(ds)
+    for i in (0, len(ds) - 1, len(ds), 2 * len(ds) - 1):
+        pixels, target = ds[i % len(ds)]
+        if i >= len(ds):
+            pixels, target = flip_item(pixels, target)
+        with torch.no_grad():
+            alone = model.backbone[0].body(normalize(pixels[None]))["0"][0]
+        torch.testing.assert_close(feats[i], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(targets[i]["boxes"], target["boxes"])

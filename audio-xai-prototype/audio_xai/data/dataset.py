@@ -1,30 +1,19 @@
-"""ASVspoof 2019 LA data (protocol + flac) and PartialSpoof 20 ms segment labels.
+"""Waveform datasets over a corpus split (``layouts``): tcm_add's crop / repeat-pad, RawBoost, 20 ms segment labels.
 
-Layout under ``root``: ``LA/ASVspoof2019_LA_{split}/flac/<utt>.flac``,
-``LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt`` and
-``segment_labels/{split}_seglab_0.02.npy``. Labels follow tcm_add: 1 = bona fide, 0 = spoof.
+Labels follow tcm_add: 1 = bona fide, 0 = spoof. Waveforms are raw (no normalisation).
 """
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-from common_utils.data import DataFormatError, load_audio, read_asvspoof_protocol, read_partialspoof_labels
+from common_utils.data import DataFormatError, load_audio
 from torch.utils.data import Dataset
 
+from .layouts import list_utterances, read_segment_labels
 from .rawboost import rawboost
 
-PROTOCOLS = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
-
-
-def split_files(root, split: str) -> tuple[Path, Path, Path]:
-    """(protocol file, flac folder, segment-label file) of ``split`` under ``root``."""
-    if split not in PROTOCOLS:
-        raise ValueError(f"unknown split {split!r}; expected one of {sorted(PROTOCOLS)}")
-    root = Path(root)
-    protocol = root / "LA" / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{PROTOCOLS[split]}.txt"
-    flac = root / "LA" / f"ASVspoof2019_LA_{split}" / "flac"
-    return protocol, flac, root / "segment_labels" / f"{split}_seglab_0.02.npy"
+LABEL_RESOLUTION = 0.02  # s: PartialSpoof's finest common label resolution, one per SSL frame
 
 
 def pad_or_crop(x: np.ndarray, cut: int) -> np.ndarray:
@@ -42,27 +31,24 @@ def num_samples(path: Path) -> int:
         raise DataFormatError(path, f"cannot read audio header ({e})") from e
 
 
-def segment_labels(root, split: str) -> dict[str, np.ndarray] | None:
-    """PartialSpoof 20 ms labels of ``split`` (1 = bona fide), or None when the file does not exist."""
-    path = split_files(root, split)[2]
-    return read_partialspoof_labels(path) if path.exists() else None
+class SpoofDataset(Dataset):
+    """Items: (wave [cut] float32, label int, index). RawBoost (``algo`` > 0) is drawn from (seed, epoch, index).
 
+    ``data`` is the config's ``data`` section (root, layout, phase, cut, sample_rate).
+    """
 
-class ASVspoofDataset(Dataset):
-    """Items: (wave [cut] float32, label int, index). RawBoost (``algo`` > 0) is drawn from (seed, epoch, index)."""
-
-    def __init__(self, root, split: str, cut: int = 66800, algo: int = 0, seed: int = 0, sample_rate: int = 16000):
-        protocol, self.flac_dir, _ = split_files(root, split)
-        self.rows = read_asvspoof_protocol(protocol)
-        self.files = [self.flac_dir / f"{r.utt_id}.flac" for r in self.rows]
-        self.labels = [r.label for r in self.rows]
-        self.cut, self.algo, self.seed, self.sample_rate, self.epoch = cut, algo, seed, sample_rate, 0
+    def __init__(self, data, split: str, algo: int = 0, seed: int = 0):
+        self.utterances = list_utterances(data.root, data.layout, split, data.phase)
+        self.files = [u.path for u in self.utterances]
+        self.labels = [u.label for u in self.utterances]
+        self.split, self.cut, self.sample_rate = split, data.cut, data.sample_rate
+        self.algo, self.seed, self.epoch = algo, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self):
-        return len(self.rows)
+        return len(self.utterances)
 
     def load(self, i: int, augment: bool = True) -> np.ndarray:
         """Raw waveform of item ``i`` (no normalisation), RawBoost applied when enabled, not yet cropped."""
@@ -75,9 +61,13 @@ class ASVspoofDataset(Dataset):
         return torch.from_numpy(pad_or_crop(self.load(i), self.cut)), self.labels[i], i
 
 
-def iter_utterances(root, split: str, cut: int, sample_rate: int = 16000):
-    """Yield (utt_id, label, wave [min(len, cut)] float32, 20 ms labels or None) at native length (no padding)."""
-    ds = ASVspoofDataset(root, split, cut, 0, 0, sample_rate)
-    seg = segment_labels(root, split) or {}
-    for i, row in enumerate(ds.rows):
-        yield row.utt_id, row.label, ds.load(i, augment=False)[:cut], seg.get(row.utt_id)
+def iter_utterances(data, split: str):
+    """Yield (utt_id, label, wave [min(len, cut)] float32, 20 ms segment labels of that stretch or None) at native
+    length."""
+    ds = SpoofDataset(data, split)
+    seg = read_segment_labels(data.root, data.layout, split, LABEL_RESOLUTION) or {}
+    per_label = round(LABEL_RESOLUTION * data.sample_rate)
+    for i, u in enumerate(ds.utterances):
+        wave = ds.load(i, augment=False)[: data.cut]
+        labels = seg.get(u.utt_id)
+        yield u.utt_id, u.label, wave, None if labels is None else labels[: -(-len(wave) // per_label)]

@@ -205,11 +205,9 @@ class TCMDetector(nn.Module):
 
 
 def build_detector(cfg) -> TCMDetector:
-    """Detector from the ``detector`` config section (``ssl`` = preset name + HF Wav2Vec2Config overrides)."""
+    """Detector from the ``detector`` config section (``ssl`` = the Wav2Vec2 architecture of the front-end)."""
     ssl = OmegaConf.to_container(cfg.ssl) if OmegaConf.is_config(cfg.ssl) else dict(cfg.ssl)
-    preset = ssl.pop("preset")
-    return TCMDetector(build_wav2vec2_config(preset, **ssl), cfg.emb_size, cfg.heads, cfg.kernel_size,
-                       cfg.num_encoders)
+    return TCMDetector(build_wav2vec2_config(**ssl), cfg.emb_size, cfg.heads, cfg.kernel_size, cfg.num_encoders)
 
 
 def convert_tcm_state_dict(state: dict, source: str = "checkpoint") -> dict:

@@ -69,10 +69,14 @@ def hf_to_fairseq_key(key: str) -> str | None:
     return _rename(key, _HF2FS)
 
 
-def build_wav2vec2_config(preset: str | None = "xlsr_300m", **overrides) -> Wav2Vec2Config:
-    """XLS-R-style config: stable layer norm, layer-norm conv extractor, conv bias, no dropout/masking."""
-    arch = dict(XLSR_300M) if preset == "xlsr_300m" else {}
-    arch.update({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in overrides.items() if v is not None})
+def build_wav2vec2_config(**arch) -> Wav2Vec2Config:
+    """XLS-R-style config from the architecture keys of ``XLSR_300M`` (each required): stable layer norm,
+    layer-norm conv extractor, conv bias, no dropout or masking."""
+    missing = sorted(set(XLSR_300M) - set(arch))
+    unknown = sorted(set(arch) - set(XLSR_300M))
+    if missing or unknown:
+        raise ValueError(f"detector.ssl: missing keys {missing}, unknown keys {unknown}")
+    arch = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in arch.items()}
     return Wav2Vec2Config(
         **arch, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, hidden_act="gelu",
         feat_extract_activation="gelu", layer_norm_eps=1e-5, hidden_dropout=0.0, attention_dropout=0.0,

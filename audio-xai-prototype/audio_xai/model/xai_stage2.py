@@ -4,9 +4,10 @@ import torch.nn.functional as F
 from common_utils.train import all_reduce_mean
 from torch import nn
 
-from ..losses import SIMILARITIES, frame_similarity, stage2_loss
+from ..losses import OBJECTIVES, SIMILARITIES, frame_similarity, stage2_loss
 
 MODES = ("ema", "fixed", "learnable")
+SPOOF_PROTOTYPES = ("mean", "importance_weighted")
 
 
 class ImportanceNetwork(nn.Module):
@@ -21,13 +22,22 @@ class ImportanceNetwork(nn.Module):
         return torch.sigmoid(self.net(h)).squeeze(-1)
 
 
-def class_means(h, y, mask, num_classes: int = 2, normalize: bool = True):
-    """Mean of the valid frames of each class (L2-normalised first if ``normalize``) -> (means [C, D], counts [C])."""
-    hn = (F.normalize(h, dim=-1) if normalize else h) * mask[..., None]
-    onehot = F.one_hot(y, num_classes).to(h.dtype)                               # [B, C]
-    sums = torch.einsum("bc,btd->cd", onehot, hn)
-    counts = onehot.T @ mask.to(h.dtype).sum(1)                                  # [C]
-    return sums / counts.clamp_min(1)[:, None], counts
+def class_means(h, y, mask, num_classes: int = 2, normalize: bool = True, spoof_weight=None):
+    """Mean of the valid frames of each class (L2-normalised first if ``normalize``) -> (means [C, D], counts [C]).
+
+    ``spoof_weight`` [B, T] in [0, 1] (optional, two classes): a spoof utterance's frame counts for the spoof class
+    (0) with its weight and for the bona fide class (1) with the rest, 1 - weight; bona fide utterances count wholly
+    for class 1. Counts are then sums of weights.
+    """
+    assign = F.one_hot(y, num_classes).to(h.dtype)[:, None].expand(-1, h.shape[1], -1)   # [B, T, C]
+    if spoof_weight is not None:
+        spoof = (y == 0)[:, None].to(h.dtype) * spoof_weight.to(h.dtype)                  # [B, T]
+        assign = torch.stack([spoof, 1 - spoof], dim=-1)
+    assign = assign * mask[..., None].to(h.dtype)
+    hn = F.normalize(h, dim=-1) if normalize else h
+    sums = torch.einsum("btc,btd->cd", assign, hn)
+    counts = assign.sum((0, 1))                                                          # [C]
+    return sums / counts.clamp_min(1e-12)[:, None], counts
 
 
 class PrototypeManager(nn.Module):
@@ -51,15 +61,15 @@ class PrototypeManager(nn.Module):
         self.register_buffer("initialized", torch.zeros(num_classes, dtype=torch.bool))
 
     @torch.no_grad()
-    def update(self, h, y, mask) -> None:
-        """EMA step from a batch of frames (ema mode only)."""
+    def update(self, h, y, mask, spoof_weight=None) -> None:
+        """EMA step from a batch of frames (ema mode only); ``spoof_weight`` [B, T] weights spoof utterances' frames."""
         if self.mode != "ema":
             raise RuntimeError(f"update() is for ema prototypes, this manager is {self.mode!r}")
-        means, counts = class_means(h.float(), y, mask, self.num_classes, self.normalize)
+        means, counts = class_means(h.float(), y, mask, self.num_classes, self.normalize, spoof_weight)
         sums, counts = all_reduce_mean(means * counts[:, None]), all_reduce_mean(counts)  # same on every rank
         means = sums / counts.clamp_min(1e-12)[:, None]
         for c in range(self.num_classes):
-            if counts[c] > 0:
+            if counts[c] > 1e-6:
                 m = self.momentum if self.initialized[c] else 0.0
                 self.prototypes[c] = m * self.prototypes[c] + (1 - m) * means[c]
                 self.initialized[c] = True
@@ -81,19 +91,33 @@ class XAIStage2(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int = 256, prototype_mode: str = "ema", ema_momentum: float = 0.99,
                  temperature: float = 0.07, lambda_bonafide_reg: float = 0.1, lambda_temporal_smooth: float = 0.1,
-                 lambda_sparsity: float = 0.01, contrastive_norm: str = "weighted_mean", similarity: str = "cosine"):
+                 lambda_sparsity: float = 0.01, objective: str = "bonafide_null", similarity: str = "cosine",
+                 spoof_prototype: str = "mean"):
         super().__init__()
+        if spoof_prototype not in SPOOF_PROTOTYPES:
+            raise ValueError(f"unknown spoof_prototype {spoof_prototype!r}; expected one of {SPOOF_PROTOTYPES}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown importance_objective {objective!r}; expected one of {OBJECTIVES}")
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}; expected one of {SIMILARITIES}")
         self.importance = ImportanceNetwork(in_dim, hidden_dim)
         self.prototypes = PrototypeManager(in_dim, prototype_mode, ema_momentum, normalize=similarity == "cosine")
-        self.temperature, self.contrastive_norm, self.similarity_kind = temperature, contrastive_norm, similarity
+        self.temperature, self.objective, self.similarity_kind = temperature, objective, similarity
+        self.spoof_prototype = spoof_prototype
         self.lambdas = {"bonafide_reg": lambda_bonafide_reg, "temporal_smooth": lambda_temporal_smooth,
                         "sparsity": lambda_sparsity}
 
     def forward(self, h: torch.Tensor, y=None, mask=None):
         """h [B, T, D] -> w [B, T]; with labels y [B] and mask [B, T] -> the loss terms (see ``loss``)."""
         return self.importance(h) if y is None else self.loss(h, y, mask)
+
+    @torch.no_grad()
+    def update_prototypes(self, h, y, mask) -> None:
+        """EMA step of the prototypes from a batch (before the batch's loss). ``importance_weighted``: a spoof
+        utterance's frame counts for the spoof prototype with its current importance w(t) and for the bona fide one
+        with 1 - w(t), as the ``bonafide_null`` objective explains it; ``mean``: the class means (the design's)."""
+        weight = self.importance(h) if self.spoof_prototype == "importance_weighted" else None
+        self.prototypes.update(h, y, mask, weight)
 
     def similarity(self, h: torch.Tensor) -> torch.Tensor:
         """Similarity (cosine or dot, ``model.similarity``) of each frame to each prototype, [B, T, C]."""
@@ -104,7 +128,7 @@ class XAIStage2(nn.Module):
         if not bool(self.prototypes.initialized.all()) and self.prototypes.mode != "learnable":
             raise RuntimeError("prototypes are not initialised (ema: call update(); fixed: set_global_mean())")
         w = self.importance(h)
-        terms = stage2_loss(h, w, self.prototypes(), y, mask, self.temperature, self.lambdas, self.contrastive_norm,
+        terms = stage2_loss(h, w, self.prototypes(), y, mask, self.temperature, self.lambdas, self.objective,
                             self.similarity_kind)
         terms["w"] = w
         return terms
@@ -113,5 +137,5 @@ class XAIStage2(nn.Module):
 def build_xai(cfg, in_dim: int) -> XAIStage2:
     """From the ``model`` config section."""
     return XAIStage2(in_dim, cfg.importance_hidden_dim, cfg.prototype_mode, cfg.ema_momentum, cfg.temperature,
-                     cfg.lambda_bonafide_reg, cfg.lambda_temporal_smooth, cfg.lambda_sparsity, cfg.contrastive_norm,
-                     cfg.similarity)
+                     cfg.lambda_bonafide_reg, cfg.lambda_temporal_smooth, cfg.lambda_sparsity, cfg.importance_objective,
+                     cfg.similarity, cfg.spoof_prototype)

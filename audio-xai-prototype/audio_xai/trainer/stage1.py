@@ -1,9 +1,13 @@
-"""Stage 1: train the XLSR-Conformer-TCM detector on ASVspoof 2019 LA (tcm_add's recipe).
+"""Stage 1: train the XLSR-Conformer-TCM detector (tcm_add's recipe) on the shared training engine.
 
-Weighted CE [0.1, 0.9] (spoof, bona fide), Adam, RawBoost on the training set, early stopping on dev loss,
-the ``n_average`` best epochs (lowest dev loss) averaged into ``avg_{n}_best.pth`` in tcm_add's state-dict format.
+Weighted CE [0.1, 0.9] (spoof, bona fide), Adam over every parameter (the SSL front-end is fine-tuned, as tcm_add's
+``--FT_W2V True``), RawBoost on the training set, early stopping on dev loss; the ``n_average`` best epochs (lowest
+dev loss) are kept in tcm_add's state-dict format under ``epochs/`` and averaged into ``avg_{n}_best.pth``.
+Run state (``last.pth``, ``metrics.jsonl``) is ``common_utils.train``'s; the best-epoch list, the patience counter
+and "stopped early" travel in its ``extra``.
 """
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,30 +15,27 @@ import torch
 import torch.nn.functional as F
 from common_utils.metrics import eer
 from common_utils.train import (
-    MetricLogger,
+    OptimStep,
+    RunDir,
+    TrainState,
     all_gather_cat,
     all_reduce_mean,
-    autocast_context,
     barrier,
-    capture_rng_state,
-    check_finite,
+    build_loader,
+    check_finite_outputs,
     cleanup_distributed,
     init_distributed,
     load_checkpoint,
-    make_grad_scaler,
-    prepare_run_dir,
-    progress,
-    resolve_resume,
-    restore_rng_state,
     save_checkpoint,
     seed_everything,
+    step_options,
+    unwrap_model,
+    wrap_model,
 )
-from omegaconf import OmegaConf
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from ..config import stage_dir
-from ..data.dataset import ASVspoofDataset
+from ..data.dataset import SpoofDataset
 from ..model.conformertcm import build_detector, load_tcm_checkpoint, tcm_state_dict
 from ..model.ssl_frontend import load_pretrained_ssl
 
@@ -48,18 +49,18 @@ def average_state_dicts(paths: list[Path]) -> dict:
             for k, v in states[0].items()}
 
 
-def _loader(ds, ctx, batch_size, shuffle, seed, num_workers):
+def loader(ds, ctx, batch_size: int, shuffle: bool, seed: int, num_workers: int):
     sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=shuffle, seed=seed,
                                  drop_last=False)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    return build_loader(ds, batch_size, ctx, sampler=sampler, num_workers=num_workers)
 
 
 @torch.no_grad()
-def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(model, dl, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices, labels, logits [N, 2]) gathered over ranks; eval mode, fp32."""
     model.eval()
     idx, labels, logits = [], [], []
-    for wave, y, i in loader:
+    for wave, y, i in dl:
         logits.append(model(wave.to(device))[0].float())
         labels.append(y.to(device))
         idx.append(i.to(device))
@@ -74,11 +75,20 @@ def write_scores(path: Path, utt_ids, scores) -> Path:
     return path
 
 
-def train_stage1(cfg, resume: str | None = None) -> dict:
+def _epoch_file(out: Path, epoch: int) -> Path:
+    return out / "epochs" / f"epoch_{epoch}.pth"
+
+
+def train_stage1(cfg, resume: str | None = None, overwrite: bool = False) -> dict:
     ctx = init_distributed(cfg.device)
-    seed_everything(cfg.seed)
     s1 = cfg.stage1
-    out = prepare_run_dir(stage_dir(cfg, "stage1"), cfg, ctx.is_main)
+    out = stage_dir(cfg, "stage1")
+    run = RunDir(out, ctx, resume=resume, overwrite=overwrite, tensorboard=False)
+    seed_everything(cfg.seed)
+    train_ds = SpoofDataset(cfg.data, "train", s1.rawboost_algo, cfg.seed)
+    dev_ds = SpoofDataset(cfg.data, "dev", s1.rawboost_algo if s1.augment_dev else 0, cfg.seed + 1)
+    train_dl = loader(train_ds, ctx, s1.batch_size, True, cfg.seed, cfg.data.num_workers)
+    dev_dl = loader(dev_ds, ctx, s1.eval_batch_size, False, cfg.seed, cfg.data.num_workers)
     model = build_detector(cfg.detector)
     if cfg.detector.ssl_pretrained:
         dropped = load_pretrained_ssl(model.ssl_model, cfg.detector.ssl_pretrained)
@@ -86,98 +96,87 @@ def train_stage1(cfg, resume: str | None = None) -> dict:
                  dropped)
     else:
         log.info("detector.ssl_pretrained is null: the SSL front-end starts from random initialisation")
-    model = model.to(ctx.device)
-    train_ds = ASVspoofDataset(cfg.data.root, "train", cfg.data.cut, s1.rawboost_algo, cfg.seed, cfg.data.sample_rate)
-    dev_ds = ASVspoofDataset(cfg.data.root, "dev", cfg.data.cut, s1.rawboost_algo if s1.augment_dev else 0,
-                             cfg.seed + 1, cfg.data.sample_rate)
-    train_dl = _loader(train_ds, ctx, s1.batch_size, True, cfg.seed, cfg.data.num_workers)
-    dev_dl = _loader(dev_ds, ctx, s1.eval_batch_size, False, cfg.seed, cfg.data.num_workers)
-    net = DistributedDataParallel(model) if ctx.distributed else model
+    run.write_config(cfg)  # config, data and initial weights validated
+
+    net = wrap_model(model, ctx)
     opt = torch.optim.Adam(model.parameters(), lr=s1.lr, weight_decay=s1.weight_decay)
-    scaler = make_grad_scaler(cfg.precision, ctx.device)
+    schedulers = {}
+    if s1.lr_schedule == "cosine":  # per optimizer step, to 0 at the hard stop (tcm_add keeps the rate constant)
+        steps = s1.epochs * math.ceil(len(train_dl) / s1.accum_steps)
+        schedulers["model"] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    elif s1.lr_schedule != "constant":
+        raise ValueError(f"stage1.lr_schedule must be 'constant' or 'cosine', got {s1.lr_schedule!r}")
+    step = OptimStep(opt, device=ctx.device, model=net, scheduler=schedulers.get("model"), **step_options(s1))
+    state = TrainState(models={"model": model}, optimizers={"model": opt}, schedulers=schedulers,
+                       steppers={"model": step})
+    resumed = run.resume(state)
+    extra = resumed.extra if resumed else {"best": [], "best_loss": math.inf, "bad_epochs": 0, "stopped": False}
     weight = torch.tensor(list(s1.class_weights), dtype=torch.float32, device=ctx.device)
-    state = {"epoch": 0, "best": [], "best_loss": float("inf"), "bad_epochs": 0, "step": 0}
+    if ctx.is_main:
+        (out / "epochs").mkdir(exist_ok=True)
 
-    last = out / "last.pth"
-    resume = resolve_resume(resume, last)
-    if resume:
-        ckpt = load_checkpoint(resume)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = ckpt["state"]
-        restore_rng_state(ckpt["rng"])
-        log.info("resumed from %s at epoch %d", resume, state["epoch"])
-
-    logger = MetricLogger(out, ctx.is_main)
-    (out / "epochs").mkdir(exist_ok=True)
-    while state["epoch"] < s1.max_epochs and state["bad_epochs"] < s1.patience:
-        epoch = state["epoch"]
+    for epoch in range(run.start_epoch, s1.epochs):
+        if extra["stopped"]:
+            break
         train_dl.sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         net.train()
+        step.begin_epoch(epoch, len(train_dl))
         total, count = torch.zeros((), device=ctx.device), 0
-        for it, (wave, y, _) in enumerate(progress(train_dl, f"stage1 epoch {epoch}", ctx.is_main)):
-            with autocast_context(ctx.device, cfg.precision):
+        for wave, y, _ in train_dl:
+            with step.autocast():
                 logits, _ = net(wave.to(ctx.device))
             loss = F.cross_entropy(logits.float(), y.to(ctx.device), weight=weight)
-            check_finite(loss, state["step"])
-            scaler.scale(loss / s1.grad_accum).backward()
-            if (it + 1) % s1.grad_accum == 0 or it + 1 == len(train_dl):
-                if s1.grad_clip > 0:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), s1.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
+            step(loss)
             total += loss.detach() * len(y)
             count += len(y)
-            state["step"] += 1
         train_loss = all_reduce_mean(total / count).item()
         _, y_dev, logit_dev = predict(model, dev_dl, ctx.device)
+        check_finite_outputs(torch.from_numpy(logit_dev), epoch + 1, "dev logits")
         dev_loss = F.cross_entropy(torch.from_numpy(logit_dev), torch.from_numpy(y_dev), weight=weight.cpu()).item()
         dev_eer = eer(y_dev, logit_dev[:, 1])[0]
-        if dev_loss < state["best_loss"]:
-            state["best_loss"], state["bad_epochs"] = dev_loss, 0
+        if dev_loss < extra["best_loss"]:
+            extra["best_loss"], extra["bad_epochs"] = dev_loss, 0
         else:
-            state["bad_epochs"] += 1
-        best = sorted(state["best"] + [(dev_loss, epoch)])[: s1.n_average]
-        if ctx.is_main:
-            if (dev_loss, epoch) in best:
-                save_checkpoint(tcm_state_dict(model), out / "epochs" / f"epoch_{epoch}.pth")
-            for _, e in set(state["best"]) - set(best):
-                (out / "epochs" / f"epoch_{e}.pth").unlink(missing_ok=True)
-        state["best"] = best
-        state["epoch"] = epoch + 1
-        logger.log(epoch, {"train_loss": train_loss, "dev_loss": dev_loss, "dev_eer": dev_eer})
-        if ctx.is_main:
-            save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                             "state": state, "rng": capture_rng_state(),
-                             "config": OmegaConf.to_container(cfg, resolve=True)}, last)
-    logger.close()
+            extra["bad_epochs"] += 1
+        extra["stopped"] = extra["bad_epochs"] >= s1.patience
+        best = sorted(extra["best"] + [[dev_loss, epoch]])[: s1.n_average]
+        if ctx.is_main and [dev_loss, epoch] in best:  # the export is written before the epoch's run state
+            save_checkpoint(tcm_state_dict(unwrap_model(net)), _epoch_file(out, epoch))
+        extra["best"] = best
+        run.end_epoch(state, {"train_loss": train_loss, "dev_loss": dev_loss, "dev_eer": dev_eer,
+                              "steps": step.optimizer_steps}, extra=extra)
+        if ctx.is_main:  # epochs that left the best list (also any left by an interrupted run)
+            keep = {_epoch_file(out, e) for _, e in best}
+            for stale in set((out / "epochs").glob("epoch_*.pth")) - keep:
+                stale.unlink()
+    run.close()
 
     avg_path = out / f"avg_{s1.n_average}_best.pth"
     if ctx.is_main:
-        averaged = average_state_dicts([out / "epochs" / f"epoch_{e}.pth" for _, e in state["best"]])
-        save_checkpoint(averaged, avg_path)
+        save_checkpoint(average_state_dicts([_epoch_file(out, e) for _, e in extra["best"]]), avg_path)
     barrier()  # every rank scores the averaged checkpoint
-    result = {"checkpoint": str(avg_path), "epochs": state["epoch"], "best_dev_loss": state["best_loss"]}
+    result = {"checkpoint": str(avg_path), "epochs": len(run.history), "stopped_early": extra["stopped"],
+              "best_dev_loss": extra["best_loss"]}
     result.update(score_split(cfg, avg_path, s1.score_split, out / f"scores_{s1.score_split}.txt", ctx))
     cleanup_distributed()
     return result
 
 
 def score_split(cfg, checkpoint, split: str, out_file: Path, ctx=None) -> dict:
-    """Score ``split`` with a tcm_add-format checkpoint; writes ``utt score`` lines and returns the EER."""
+    """Score ``split`` of ``data.root`` (``data.layout``) with a tcm_add-format checkpoint through the
+    released-checkpoint loader; writes ``utt score`` lines (score = bona fide logit) and returns the utterance EER."""
     ctx = ctx or init_distributed(cfg.device)
-    model = build_detector(cfg.detector).to(ctx.device)
+    model = build_detector(cfg.detector)
     load_tcm_checkpoint(model, checkpoint)
-    ds = ASVspoofDataset(cfg.data.root, split, cfg.data.cut, 0, cfg.seed, cfg.data.sample_rate)
-    idx, labels, logits = predict(model, _loader(ds, ctx, cfg.stage1.eval_batch_size, False, cfg.seed,
-                                                 cfg.data.num_workers), ctx.device)
+    model = model.to(ctx.device)
+    ds = SpoofDataset(cfg.data, split)
+    idx, labels, logits = predict(model, loader(ds, ctx, cfg.stage1.eval_batch_size, False, cfg.seed,
+                                                cfg.data.num_workers), ctx.device)
+    check_finite_outputs(torch.from_numpy(logits), 0, f"{split} logits")
     if ctx.is_main:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        write_scores(out_file, [ds.rows[i].utt_id for i in idx], logits[:, 1])
+        write_scores(out_file, [ds.utterances[i].utt_id for i in idx], logits[:, 1])
     value = eer(labels, logits[:, 1])[0]
-    log.info("%s: EER %s (%d utterances) -> %s", split, value, len(idx), out_file)
-    return {"scores": str(out_file), f"{split}_eer": value}
+    log.info("%s (%s): EER %s (%d utterances) -> %s", split, cfg.data.layout, value, len(idx), out_file)
+    return {"scores": str(out_file), f"{split}_eer": value, "layout": cfg.data.layout, "n": int(len(idx))}

@@ -1,36 +1,33 @@
-"""Stage 2: train the XAI module on the frozen detector's frame embeddings h(t).
+"""Stage 2: train the XAI module on the frozen detector's frame embeddings h(t), on the shared training engine.
 
-The detector is loaded from a tcm_add-format checkpoint, put in eval mode in fp32 with ``requires_grad=False``
-and kept outside the trainable module, so ``xai.train()`` never touches it. h(t) is computed once into a
-``FeatureCache`` (``train.use_cache``) or recomputed per batch under ``no_grad``.
+The detector is read from a tcm_add-format checkpoint by the loader that reads the released ``avg_5_best.pth``, put in
+eval mode in fp32 with ``requires_grad=False`` and kept outside the trainable module, so ``xai.train()`` never touches
+it. h(t) is computed once into a ``FeatureCache`` (``train.use_cache``) or recomputed per batch under ``no_grad``.
 """
 import logging
-import time
 
 import torch
 from common_utils.data import FeatureCache
 from common_utils.train import (
-    MetricLogger,
-    autocast_context,
-    capture_rng_state,
-    check_finite,
+    OptimStep,
+    RunDir,
+    TrainState,
+    adamw,
+    all_reduce_mean,
+    build_loader,
+    check_finite_outputs,
     cleanup_distributed,
     init_distributed,
     load_checkpoint,
-    make_grad_scaler,
-    prepare_run_dir,
-    progress,
-    resolve_resume,
-    restore_rng_state,
     save_checkpoint,
     seed_everything,
+    step_options,
+    wrap_model,
 )
-from omegaconf import OmegaConf
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from ..config import detector_checkpoint, stage_dir
-from ..data.dataset import ASVspoofDataset, num_samples, pad_or_crop
+from ..data.dataset import SpoofDataset, num_samples, pad_or_crop
 from ..model.conformertcm import build_detector, freeze, load_tcm_checkpoint
 from ..model.xai_stage2 import build_xai, class_means
 
@@ -45,20 +42,23 @@ def load_frozen_detector(cfg, device="cpu"):
 
 
 @torch.no_grad()
-def frame_embeddings(detector, wave: torch.Tensor, layer="ssl") -> torch.Tensor:
-    """h(t) [B, T, D] from waveforms [B, L]: 'ssl' = the XLS-R output fed to LL, 'conformer_in' =
-    SELU(BN(LL(.))), an int k = HF ``hidden_states[k]``."""
+def frame_embeddings(detector, wave: torch.Tensor, layer: str = "ssl") -> torch.Tensor:
+    """h(t) [B, T, D] from waveforms [B, L]: ``ssl`` = the XLS-R output fed to LL, ``conformer_in`` =
+    SELU(BN(LL(.))), ``hidden<k>`` = HF ``hidden_states[k]`` of the front-end (``hidden0``: before its first
+    transformer layer)."""
     if layer == "ssl":
         return detector.ssl_model(wave)
     if layer == "conformer_in":
         return detector.head_input(detector.ssl_model(wave))
-    return detector.ssl_model(wave, layer=int(layer))
+    if layer.startswith("hidden") and layer[6:].isdigit():
+        return detector.ssl_model(wave, layer=int(layer[6:]))
+    raise ValueError(f"model.feature_layer must be 'ssl', 'conformer_in' or 'hidden<k>', got {layer!r}")
 
 
 class EmbeddingSource:
     """h(t) for the items of a dataset, cached on disk or recomputed: ``get(idx) -> (h [B, T, D], mask [B, T])``."""
 
-    def __init__(self, cfg, detector, ds: ASVspoofDataset, device, cache: bool):
+    def __init__(self, cfg, detector, ds: SpoofDataset, device, cache: bool):
         self.detector, self.ds, self.device, self.layer = detector, ds, device, cfg.model.feature_layer
         frames = detector.ssl_model.num_frames
         self.n_frames = frames(ds.cut)
@@ -84,20 +84,21 @@ class EmbeddingSource:
         return h.float(), mask.to(self.device)
 
 
-def train_stage2(cfg, resume: str | None = None, detector=None) -> dict:
+def train_stage2(cfg, resume: str | None = None, overwrite: bool = False, detector=None) -> dict:
     ctx = init_distributed(cfg.device)
-    seed_everything(cfg.seed)
     tr = cfg.train
-    out = prepare_run_dir(stage_dir(cfg, "stage2"), cfg, ctx.is_main)
+    out = stage_dir(cfg, "stage2")
+    run = RunDir(out, ctx, resume=resume, overwrite=overwrite, tensorboard=False)
+    seed_everything(cfg.seed)
     detector = detector if detector is not None else load_frozen_detector(cfg, ctx.device)
-    ds = ASVspoofDataset(cfg.data.root, "train", cfg.data.cut, 0, cfg.seed, cfg.data.sample_rate)
-    t0 = time.perf_counter()
+    ds = SpoofDataset(cfg.data, "train")
     source = EmbeddingSource(cfg, detector, ds, ctx.device, tr.use_cache)
     labels = torch.tensor(ds.labels)
     in_dim = source.get(torch.tensor([0]))[0].shape[-1]
+    run.write_config(cfg)  # config, detector and data validated
+
     xai = build_xai(cfg.model, in_dim).to(ctx.device)
     protos = xai.prototypes
-
     if protos.mode == "fixed":  # global mean over the whole training set, set once
         sums, counts = 0.0, 0.0
         for idx in torch.arange(len(ds)).split(tr.batch_size):
@@ -105,61 +106,38 @@ def train_stage2(cfg, resume: str | None = None, detector=None) -> dict:
             m, c = class_means(h, labels[idx].to(ctx.device), mask, normalize=protos.normalize)
             sums, counts = sums + m * c[:, None], counts + c
         protos.set_global_mean(sums / counts.clamp_min(1)[:, None])
-
-    net = DistributedDataParallel(xai) if ctx.distributed else xai
-    opt = torch.optim.Adam([p for p in xai.parameters() if p.requires_grad], lr=tr.lr, weight_decay=tr.weight_decay)
-    scaler = make_grad_scaler(cfg.precision, ctx.device)
+    net = wrap_model(xai, ctx)
+    opt = adamw([p for p in xai.parameters() if p.requires_grad], lr=tr.lr, weight_decay=tr.weight_decay)
+    step = OptimStep(opt, device=ctx.device, model=net, **step_options(tr))
+    state = TrainState(models={"model": xai}, optimizers={"model": opt}, steppers={"model": step})
+    run.resume(state)
     sampler = DistributedSampler(range(len(ds)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=cfg.seed)
-    loader = DataLoader(range(len(ds)), batch_size=tr.batch_size, sampler=sampler)
-    start, step = 0, 0
-    last = out / "last.pth"
-    resume = resolve_resume(resume, last)
-    if resume:
-        ckpt = load_checkpoint(resume)
-        xai.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start, step = ckpt["epoch"], ckpt["step"]
-        restore_rng_state(ckpt["rng"])
-        log.info("resumed from %s at epoch %d", resume, start)
+    dl = build_loader(range(len(ds)), tr.batch_size, ctx, sampler=sampler)
 
-    logger = MetricLogger(out, ctx.is_main)
-    for epoch in range(start, tr.epochs):
+    for epoch in range(run.start_epoch, tr.epochs):
         sampler.set_epoch(epoch)
         xai.train()
+        step.begin_epoch(epoch, len(dl))
         sums = {}
-        for it, idx in enumerate(progress(loader, f"stage2 epoch {epoch}", ctx.is_main)):
+        for idx in dl:
             h, mask = source.get(idx)
             y = labels[idx].to(ctx.device)
             if protos.mode == "ema":
-                protos.update(h, y, mask)
-            with autocast_context(ctx.device, cfg.precision):
+                xai.update_prototypes(h, y, mask)
+            with step.autocast():
                 terms = net(h, y, mask)
-            check_finite(terms["total"], step)
-            scaler.scale(terms["total"] / tr.grad_accum).backward()
-            if (it + 1) % tr.grad_accum == 0 or it + 1 == len(loader):
-                if tr.grad_clip > 0:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(xai.parameters(), tr.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
+            step(terms["total"])
             for k, v in terms.items():
                 if k != "w":
-                    sums[k] = sums.get(k, 0.0) + v.item() / len(loader)
-            step += 1
-        logger.log(epoch, sums)
-        if ctx.is_main:
-            save_checkpoint({"model": xai.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                             "epoch": epoch + 1, "step": step, "rng": capture_rng_state(), "in_dim": in_dim,
-                             "config": OmegaConf.to_container(cfg, resolve=True)}, last)
-    logger.close()
+                    sums[k] = sums.get(k, 0.0) + v.detach().float() / len(dl)
+        check_finite_outputs(torch.stack(list(sums.values())), epoch + 1, "Stage 2 loss terms")
+        run.end_epoch(state, {k: all_reduce_mean(v).item() for k, v in sums.items()} | {"steps": step.optimizer_steps})
+    run.close()
     if ctx.is_main:
         save_checkpoint({"model": xai.state_dict(), "in_dim": in_dim}, out / "xai.pth")
     cleanup_distributed()
-    return {"checkpoint": str(out / "xai.pth"), "epochs": tr.epochs, "seconds": time.perf_counter() - t0,
-            "final": sums if tr.epochs > start else {}}
+    return {"checkpoint": str(out / "xai.pth"), "epochs": tr.epochs, "final": run.history[-1] if run.history else {}}
 
 
 def load_xai(cfg, path=None, device="cpu"):

@@ -1,46 +1,48 @@
-"""Task 1.1: fine-tune the MobileNetV4 fast filter (one logit, BCE) and keep the best checkpoint by val AUC.
+"""Task 1.1: fine-tune the fast filter (one logit, BCE), keep the best weights by val AUC, stop early on val AUC.
 
-Single process, torchrun or SLURM srun with the same code. `--resume auto` continues from the run dir's
-last.pth at an epoch boundary and reproduces the uninterrupted run exactly.
+Runs on the shared engine (``common_utils.train``: OptimStep, RunDir, TrainState), single process, torchrun or SLURM
+srun with the same code. ``--resume auto`` continues from the run dir's ``last.pth`` at an epoch boundary and
+reproduces the uninterrupted run exactly, early-stopping state included. ``best_model.pth`` is an export (weights,
+config, epoch, val AUC), written before the epoch's ``last.pth``; ``train.save_every_epoch`` also keeps every
+epoch's export as ``checkpoints/epoch_NNN.pth`` (for ``script/calibration_by_epoch.py``).
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from common_utils.metrics import binary_metrics
 from common_utils.train import (
-    MetricLogger,
+    OptimStep,
+    RunDir,
+    TrainState,
+    adamw,
     all_gather_cat,
     all_reduce_mean,
     autocast_context,
-    barrier,
-    check_finite,
+    build_loader,
+    check_finite_outputs,
     cleanup_distributed,
-    gather_rng_states,
     init_distributed,
-    load_checkpoint,
-    make_grad_scaler,
-    prepare_run_dir,
     progress,
-    resolve_resume,
-    restore_rng_state,
     save_checkpoint,
     seed_everything,
+    step_options,
+    wrap_model,
 )
-from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
-from .utils import ManifestDataset, build_model, build_transforms, read_split
+from . import model as fast_filter
+from .data import ManifestDataset, build_transforms, read_split
 
-LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_f1", "best_val_auc"]
+BEST = "best_model.pth"
+LOG_CSV = "training_log.csv"
+LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_f1", "best_val_auc",
+               "epochs_since_best"]
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
@@ -48,14 +50,41 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress_ = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress_))
+        done = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * done))
     return factor
+
+
+class EarlyStopping:
+    """Val-AUC bookkeeping: best so far, epochs since it, and whether to stop (``patience`` epochs without a gain
+    above ``min_delta``; ``patience = 0`` never stops). Its ``state()`` goes into the run state's ``extra``."""
+
+    def __init__(self, patience: int, min_delta: float, state: dict | None = None):
+        state = state or {}
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.best = float(state.get("best_val_auc", -math.inf))
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.since_best = int(state.get("epochs_since_best", 0))
+        self.stopped = bool(state.get("stopped_early", False))
+
+    def update(self, auc: float, epoch: int) -> bool:
+        """Record epoch ``epoch``'s val AUC; returns whether it is the new best."""
+        improved = math.isfinite(auc) and auc > self.best + self.min_delta
+        if improved:
+            self.best, self.best_epoch, self.since_best = auc, epoch, 0
+        else:
+            self.since_best += 1
+        self.stopped = self.patience > 0 and self.since_best >= self.patience
+        return improved
+
+    def state(self) -> dict:
+        return {"best_val_auc": self.best if math.isfinite(self.best) else None, "best_epoch": self.best_epoch,
+                "epochs_since_best": self.since_best, "stopped_early": self.stopped}
 
 
 @torch.no_grad()
 def validate(model, loader, ctx, cfg):
-    """Logits/labels of the whole val set gathered from all ranks (padding duplicates removed)."""
+    """Logits/labels [N] of the whole val set gathered from all ranks (sampler padding removed)."""
     model.eval()
     logits, labels, index = [], [], []
     for x, y, i in loader:
@@ -71,147 +100,92 @@ def validate(model, loader, ctx, cfg):
     return logits[keep], labels[keep]
 
 
-def write_log_csv(path: Path, history: list[dict]):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def train(cfg, resume=None, stop_after_epoch: int | None = None) -> dict:
-    """Train per `cfg`; returns {'best_val_auc', 'history', 'run_dir'}. `stop_after_epoch` ends the run early
-    after that many epochs (as an interruption would), leaving last.pth to resume from."""
-    ctx = init_distributed()
+def train(cfg, resume=None, overwrite: bool = False) -> dict:
+    """Train per `cfg`; returns {'best_val_auc', 'best_epoch', 'stopped_early', 'history', 'run_dir'}."""
+    ctx = init_distributed(cfg.device)
+    run = RunDir(cfg.run_dir, ctx, resume=resume, overwrite=overwrite, csv_name=LOG_CSV, csv_columns=LOG_COLUMNS)
     seed_everything(cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    if ctx.is_main:
-        prepare_run_dir(run_dir, cfg, is_main=True)
-    barrier()
-
-    train_rows, val_rows = read_split(cfg, "train"), read_split(cfg, "val")
-    train_ds = ManifestDataset(train_rows, build_transforms(cfg, train=True))
-    val_ds = ManifestDataset(val_rows, build_transforms(cfg, train=False))
+    cache = cfg.data.cache_decoded
+    train_ds = ManifestDataset(read_split(cfg, "train"), build_transforms(cfg, train=True), cache)
+    val_ds = ManifestDataset(read_split(cfg, "val"), build_transforms(cfg, train=False), cache)
     train_sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                        seed=cfg.seed)
     val_sampler = DistributedSampler(val_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
     bs = cfg.train.batch_size
-    train_loader = DataLoader(train_ds, batch_size=bs, sampler=train_sampler, num_workers=cfg.data.num_workers,
-                              drop_last=len(train_sampler) > bs, pin_memory=ctx.device.type == "cuda")
-    val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, sampler=val_sampler,
-                            num_workers=cfg.data.num_workers)
+    train_loader = build_loader(train_ds, bs, ctx, sampler=train_sampler, num_workers=cfg.data.num_workers,
+                                drop_last=len(train_sampler) > bs)
+    val_loader = build_loader(val_ds, cfg.eval.batch_size, ctx, sampler=val_sampler, num_workers=cfg.data.num_workers)
+    net = fast_filter.build(cfg.model)
+    run.write_config(cfg)  # config, data and weights file validated
 
-    net = build_model(cfg.model).to(ctx.device)
-    if cfg.train.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model = DistributedDataParallel(net, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None) \
-        if ctx.distributed else net
+    model = wrap_model(net, ctx, channels_last=cfg.train.channels_last, compile=cfg.train.compile)
     ema = ModelEmaV3(net, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) if cfg.train.ema else None
-    if cfg.train.compile:
-        model = torch.compile(model)
     seed_everything(cfg.seed + ctx.rank)  # per-rank augmentation streams after identical model init
-
-    accum = cfg.train.grad_accum
-    steps_per_epoch = math.ceil(len(train_loader) / accum)
-    lr = cfg.train.lr
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(
+    optimizer = adamw(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    step = OptimStep(optimizer, device=ctx.device, model=model, **step_options(cfg.train))
+    steps_per_epoch = step.steps_per_epoch(len(train_loader))
+    step.scheduler = scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(
         cfg.train.epochs * steps_per_epoch, round(cfg.train.warmup_epochs * steps_per_epoch),
-        cfg.train.min_lr / lr))
-    scaler = make_grad_scaler(cfg.train.precision, ctx.device)
+        cfg.train.min_lr / cfg.train.lr))
+    state = TrainState(models={"model": net}, optimizers={"model": optimizer}, schedulers={"model": scheduler},
+                       steppers={"model": step}, ema={"model": ema} if ema is not None else {})
+    resumed = run.resume(state)
+    stopper = EarlyStopping(cfg.train.patience, cfg.train.min_delta, resumed.extra if resumed else None)
 
-    start_epoch, best_auc, history = 0, -1.0, []
-    resume_path = resolve_resume(resume, run_dir / "last.pth")
-    if resume_path is not None:
-        state = load_checkpoint(resume_path, map_location=ctx.device)
-        net.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, best_auc, history = state["epoch"], state["best_val_auc"], list(state["history"])
-        restore_rng_state(state["rng"][min(ctx.rank, len(state["rng"]) - 1)])
-        if ctx.is_main:
-            print(f"resumed from {resume_path} at epoch {start_epoch}")
-
-    logger = MetricLogger(run_dir, is_main=ctx.is_main)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for epoch in range(start_epoch, cfg.train.epochs):
+    for epoch in range(run.start_epoch, cfg.train.epochs):
+        if stopper.stopped:
+            break
         t0 = time.time()
         train_sampler.set_epoch(epoch)
         model.train()
-        loss_sum = torch.zeros((), device=ctx.device)
-        correct = torch.zeros((), device=ctx.device)
-        seen = torch.zeros((), device=ctx.device)
-        optimizer.zero_grad(set_to_none=True)
+        step.begin_epoch(epoch, len(train_loader))
+        loss_sum, correct, seen = (torch.zeros((), device=ctx.device) for _ in range(3))
         batches = progress(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", enabled=ctx.is_main,
                            leave=False)
         for it, (x, y, _) in enumerate(batches):
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_context(ctx.device, cfg.train.precision):
+            with step.autocast():
                 logits = model(x).reshape(-1)
             loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-            check_finite(loss, epoch * len(train_loader) + it)
-            scaler.scale(loss / accum).backward()
-            if (it + 1) % accum == 0 or it + 1 == len(train_loader):
-                scaler.unscale_(optimizer)
-                if cfg.train.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                if ema is not None:
-                    ema.update(net, step=scheduler.last_epoch)
+            logged = step(loss)
+            if logged["stepped"] and ema is not None:
+                ema.update(net, step=logged["step"])
             loss_sum += loss.detach() * len(y)
             correct += ((logits.detach() >= 0).float() == y).sum()
             seen += len(y)
             if ctx.is_main and it % cfg.train.log_every == 0:
-                batches.set_postfix(loss=f"{loss.item():.4f}")
+                batches.set_postfix(loss=f"{logged['loss']:.4f}")
 
         eval_net = ema.module if ema is not None else net
         if ctx.distributed:  # BN running stats differ per rank (each updates on its own batches): use rank 0's
             for buf in eval_net.buffers():
                 torch.distributed.broadcast(buf, 0)
         val_logits, val_labels = validate(eval_net, val_loader, ctx, cfg)
+        check_finite_outputs(val_logits, epoch + 1)
         val = binary_metrics(val_labels.numpy(), torch.sigmoid(val_logits).numpy())
-        val_loss = F.binary_cross_entropy_with_logits(val_logits, val_labels).item()
         auc = val["auc"] if val["auc"] is not None else float("nan")
-        improved = auc > best_auc
-        best_auc = max(best_auc, auc) if not math.isnan(auc) else best_auc
+        export = {"model": eval_net.state_dict(), "config": run.config, "epoch": epoch + 1, "val_auc": auc}
+        if stopper.update(auc, epoch + 1) and ctx.is_main:  # exports first, then the epoch's run state
+            save_checkpoint(export, run.path / BEST)
+        if cfg.train.save_every_epoch and ctx.is_main:
+            save_checkpoint(export, run.path / "checkpoints" / f"epoch_{epoch + 1:03d}.pth")
         row = {
-            "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": all_reduce_mean(loss_sum / seen).item(),
             "train_acc": all_reduce_mean(correct / seen).item(),
-            "val_loss": val_loss, "val_acc": val["acc"], "val_auc": auc, "val_f1": val["f1"],
-            "best_val_auc": best_auc, "epoch_time_s": time.time() - t0,
+            "val_loss": F.binary_cross_entropy_with_logits(val_logits, val_labels).item(),
+            "val_acc": val["acc"], "val_auc": auc, "val_f1": val["f1"], "best_val_auc": stopper.best,
+            "epochs_since_best": stopper.since_best, "epoch_time_s": time.time() - t0,
         }
-        history.append(row)
+        logged_row = run.end_epoch(state, row, extra=stopper.state())
         if ctx.is_main:
-            if improved:
-                save_checkpoint({"model": eval_net.state_dict(), "config": resolved, "epoch": epoch + 1,
-                                 "val_auc": auc}, run_dir / "best_model.pth")
-            write_log_csv(run_dir / "training_log.csv", history)
-            logger.log(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
-            print(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
-        rng_all = gather_rng_states()
-        if ctx.is_main:
-            save_checkpoint({
-                "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "epoch": epoch + 1, "best_val_auc": best_auc, "history": history, "rng": rng_all,
-                "config": resolved,
-            }, run_dir / "last.pth")
-        barrier()
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            break
-
-    logger.close()
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in logged_row.items()))
+            if stopper.stopped:
+                print(f"early stop: no val AUC gain above {stopper.min_delta} for {stopper.patience} epochs "
+                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})")
+    run.close()
     cleanup_distributed()
-    return {"best_val_auc": best_auc, "history": history, "run_dir": run_dir}
-
+    return {"best_val_auc": stopper.best, "best_epoch": stopper.best_epoch, "stopped_early": stopper.stopped,
+            "history": run.history, "run_dir": run.path}

@@ -1,23 +1,19 @@
-"""PG-FDD fairness CSVs -> image datasets (CLIP preprocessing, no augmentation) or cached CLIP-feature datasets.
+"""Rows (``image_lists``) -> image datasets (CLIP preprocessing, no augmentation) or cached CLIP-feature datasets.
 
-Every item is a dict: 'label' (0 real / 1 fake), 'subgroup' (gender*4 + race, PG-FDD order), 'gender', 'race',
-'index', plus either 'image' [3,S,S] or the cached 'clip_feat' [768] and 'clip_tokens' [K,768].
+Every item is a dict: 'label' (0 real / 1 fake, -1 none), 'subgroup' (gender*4 + race, PG-FDD order; -1 unknown),
+'gender', 'race', 'index', plus either 'image' [3,S,S] or the cached 'clip_feat' [D] and 'clip_tokens' [K,D].
 """
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from common_utils.data import FairnessRow, FeatureCache, load_image, read_pgfdd_csv
+from common_utils.data import FairnessRow, FeatureCache, load_image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
 from ..model.clip_backbone import CLIP_MEAN, CLIP_STD, FrozenCLIPImageEncoder
-
-log = logging.getLogger(__name__)
 
 
 def clip_transform(image_size: int) -> transforms.Compose:
@@ -28,19 +24,6 @@ def clip_transform(image_size: int) -> transforms.Compose:
         transforms.ToTensor(),
         transforms.Normalize(CLIP_MEAN, CLIP_STD),
     ])
-
-
-def read_rows(csvs: Sequence[str], root: str | None, column_map: dict | None = None) -> list[FairnessRow]:
-    """Concatenate PG-FDD CSVs; relative CSV and image paths resolve against ``root`` (default: the CSV's folder)."""
-    rows: list[FairnessRow] = []
-    for csv in csvs:
-        path = Path(csv)
-        if root is not None and not path.is_absolute():
-            path = Path(root) / path
-        rows += read_pgfdd_csv(path, data_root=root, column_map=column_map)
-    if not rows:
-        raise ValueError(f"no rows in {list(csvs)}")
-    return rows
 
 
 def _meta(row: FairnessRow, index: int) -> dict:
@@ -62,7 +45,7 @@ class FairnessImageDataset(Dataset):
 
 
 class CachedFeatureDataset(Dataset):
-    """Rows paired with cached CLIP outputs ``features`` [N, 1+K, 768] (index 0 = global feature, 1.. = tokens)."""
+    """Rows paired with cached CLIP outputs ``features`` [N, 1+K, D] (index 0 = global feature, 1.. = tokens)."""
 
     def __init__(self, rows: list[FairnessRow], features: torch.Tensor):
         if len(rows) != features.shape[0]:
@@ -87,7 +70,7 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def split_clip_output(feat: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
-    """Stack the encoder's outputs as one cache entry [B, 1+K, 768]."""
+    """Stack the encoder's outputs as one cache entry [B, 1+K, D]."""
     return feat.unsqueeze(1) if tokens is None else torch.cat([feat.unsqueeze(1), tokens], dim=1)
 
 

@@ -12,7 +12,7 @@ class AdditiveAdapter(nn.Module):
     starts next to the input feature. Keys ``adapter.{0,3,6}.{weight,bias}`` match the upstream checkpoints.
     """
 
-    def __init__(self, dim: int = 768, hidden_dim: int = 512, dropout: float = 0.1):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.1):
         super().__init__()
         self.adapter = nn.Sequential(
             nn.Linear(dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout),

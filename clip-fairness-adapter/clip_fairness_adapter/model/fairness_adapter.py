@@ -10,15 +10,15 @@ from .clip_backbone import FrozenCLIPImageEncoder
 
 
 class FairnessAdapter(nn.Module):
-    """Frozen CLIP + trainable ``AdditiveAdapter`` 768->512->512->768.
+    """Frozen CLIP + trainable ``AdditiveAdapter`` D->hidden->hidden->D (ViT-L/14: 768->512->512->768).
 
-    forward(data_dict with 'image' [B,3,H,W] or cached 'clip_feat' [B,768]) ->
-      clip_features [B,768] (L2-normalised CLIP feature), adapter_add [B,768],
-      final_features_norm [B,768] = normalize(clip + adapter(clip)).
+    forward(data_dict with 'image' [B,3,H,W] or cached 'clip_feat' [B,D]) ->
+      clip_features [B,D] (L2-normalised CLIP feature), adapter_add [B,D],
+      final_features_norm [B,D] = normalize(clip + adapter(clip)).
     Attribute names (``clip_model``, ``additive_adapter``) follow the upstream Stage 1 checkpoint.
     """
 
-    def __init__(self, clip_model: FrozenCLIPImageEncoder | None, feature_dim: int = 768, hidden_dim: int = 512,
+    def __init__(self, clip_model: FrozenCLIPImageEncoder | None, feature_dim: int, hidden_dim: int = 512,
                  dropout: float = 0.1):
         super().__init__()
         self.clip_model = clip_model
@@ -37,3 +37,11 @@ class FairnessAdapter(nn.Module):
         add = self.additive_adapter(clip_feat)
         return {"clip_features": clip_feat, "adapter_add": add,
                 "final_features_norm": F.normalize(clip_feat + add, dim=-1)}
+
+
+def build_stage1_model(model_cfg, encoder: FrozenCLIPImageEncoder | None,
+                       feature_dim: int | None = None) -> FairnessAdapter:
+    """Stage 1 model of the ``model`` config section. The feature size is the encoder's; ``encoder=None`` builds the
+    adapter alone for cached features of size ``feature_dim``."""
+    feature_dim = encoder.output_dim if encoder is not None else feature_dim
+    return FairnessAdapter(encoder, feature_dim, model_cfg.hidden_dim, model_cfg.dropout)

@@ -10,7 +10,7 @@ from common_utils.train import load_state_dict_strict
 from torch import nn
 
 from .additive_adapter import AdditiveAdapter
-from .checkpoint_io import read_stage1_adapter
+from .checkpoint_io import read_stage1_adapter, read_stage2_heads
 from .clip_backbone import FrozenCLIPImageEncoder
 from .cross_attention_fusion import CrossAttentionFusionWithDynamicGate
 
@@ -21,19 +21,20 @@ KV_MODES = ("tokens", "global")
 
 class Stage2IndependentAdapterModel(nn.Module):
     """Frozen CLIP -> frozen Stage 1 adapter (fairness) and trainable Stage 2 adapter (detection), both on the CLIP
-    feature; cross-attention fusion (Stage 2 queries Stage 1) with a dynamic gate; MLP classifier 768->384->192->2.
+    feature; cross-attention fusion (Stage 2 queries Stage 1) with a dynamic gate; MLP classifier D->384->192->2.
 
-    forward(data_dict): 'image' [B,3,H,W], or cached 'clip_feat' [B,768] (raw ``encode_image`` output) and, in
-    ``kv='tokens'`` mode, 'clip_tokens' [B,K,768]. Returns every key of the design (clip_features, stage1_features,
-    stage2_features, fused_features, fused_features_norm, gate, attn_weights, cls, prob) plus ``feat`` (the
+    forward(data_dict): 'image' [B,3,H,W], or cached 'clip_feat' [B,D] (raw ``encode_image`` output) and, in
+    ``kv='tokens'`` mode, 'clip_tokens' [B,K,D] (D = the encoder's feature size, 768 for ViT-L/14). Returns every key
+    of the design (clip_features, stage1_features, stage2_features, fused_features, fused_features_norm, gate,
+    attn_weights, cls, prob) plus ``feat`` (the
     classifier input, read by DeepfakeBench-style trainers), ``stage1_tokens`` and the fusion intermediates.
     Attribute names follow the upstream state dict (``binary_classifier``, ``fusion.*``, ...).
     """
 
-    def __init__(self, clip_model: FrozenCLIPImageEncoder | None, feature_dim: int = 768,
+    def __init__(self, clip_model: FrozenCLIPImageEncoder | None, feature_dim: int,
                  stage1_hidden_dim: int = 512, stage2_hidden_dim: int = 384,
                  classifier_hidden_dims: tuple[int, int] = (384, 192), num_classes: int = 2, dropout: float = 0.1,
-                 fusion_num_heads: int = 8, gate_bias: float = 0.0, kv: str = "tokens"):
+                 fusion_num_heads: int = 8, gate_bias: float = 0.0, kv: str = "tokens", mix: str = "unit"):
         super().__init__()
         if kv not in KV_MODES:
             raise ValueError(f"fusion.kv must be one of {KV_MODES}, got {kv!r}")
@@ -44,7 +45,7 @@ class Stage2IndependentAdapterModel(nn.Module):
         self.stage1_adapter = AdditiveAdapter(feature_dim, stage1_hidden_dim, dropout)
         self.stage1_adapter.requires_grad_(False)
         self.stage2_adapter = AdditiveAdapter(feature_dim, stage2_hidden_dim, dropout)
-        self.fusion = CrossAttentionFusionWithDynamicGate(feature_dim, fusion_num_heads, dropout, gate_bias)
+        self.fusion = CrossAttentionFusionWithDynamicGate(feature_dim, fusion_num_heads, dropout, gate_bias, mix)
         h1, h2 = classifier_hidden_dims
         self.binary_classifier = nn.Sequential(
             nn.Linear(feature_dim, h1), nn.ReLU(), nn.Dropout(dropout),
@@ -58,16 +59,19 @@ class Stage2IndependentAdapterModel(nn.Module):
         return self
 
     # ---- checkpoints -------------------------------------------------------------------------------------------
+    def heads(self) -> nn.ModuleDict:
+        """The four head modules (everything but the frozen CLIP) under the upstream key names (``stage2_heads.pth``);
+        the module a run state and our exports hold."""
+        return nn.ModuleDict({"stage1_adapter": self.stage1_adapter, "stage2_adapter": self.stage2_adapter,
+                              "fusion": self.fusion, "binary_classifier": self.binary_classifier})
+
     def heads_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything but the frozen CLIP (which is loaded from its own weights file)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("clip_model.")}
+        return self.heads().state_dict()
 
     def load_heads_state_dict(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
         """Strict load of the four head modules (upstream ``stage2_heads.pth`` key names; ``module.`` stripped)."""
         state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-        heads = nn.ModuleDict({"stage1_adapter": self.stage1_adapter, "stage2_adapter": self.stage2_adapter,
-                               "fusion": self.fusion, "binary_classifier": self.binary_classifier})
-        load_state_dict_strict(heads, state, source)
+        load_state_dict_strict(self.heads(), state, source)
 
     def load_stage1_checkpoint(self, path: str | os.PathLike) -> None:
         """Load the frozen Stage 1 adapter from a Stage 1 checkpoint (ours or upstream's); every key is checked."""
@@ -77,7 +81,7 @@ class Stage2IndependentAdapterModel(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------------------------
     def encode(self, data_dict: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw CLIP feature [B,768] and tokens [B,K,768] (from the cache if present, else through CLIP)."""
+        """Raw CLIP feature [B,D] and tokens [B,K,D] (from the cache if present, else through CLIP)."""
         if "clip_feat" in data_dict:
             return data_dict["clip_feat"], data_dict.get("clip_tokens")
         return self.clip_model(data_dict["image"])
@@ -94,7 +98,7 @@ class Stage2IndependentAdapterModel(nn.Module):
                 if raw_tokens is None:
                     raise KeyError("fusion.kv 'tokens' needs CLIP tokens: data_dict has 'clip_feat' but no "
                                    "'clip_tokens'")
-                tok = F.normalize(raw_tokens.float(), dim=-1)  # [B,K,768]
+                tok = F.normalize(raw_tokens.float(), dim=-1)  # [B,K,D]
                 stage1_tokens = F.normalize(tok + self.stage1_adapter(tok), dim=-1)
 
         stage2_add = self.stage2_adapter(clip_feat)  # Stage 2 reads the CLIP feature directly
@@ -110,3 +114,23 @@ class Stage2IndependentAdapterModel(nn.Module):
             "gate": gate, "attn_weights": attn_weights, "cls": logits, "prob": torch.softmax(logits, dim=1)[:, 1],
             **{f"fusion_{k}": v for k, v in extras.items()},
         }
+
+
+def build_model(cfg, encoder: FrozenCLIPImageEncoder | None, feature_dim: int | None = None
+                ) -> Stage2IndependentAdapterModel:
+    """Stage 2 model of a Stage 2 config (``model`` and ``fusion`` sections). The feature size is the encoder's;
+    ``encoder=None`` builds the heads alone for cached features of size ``feature_dim``."""
+    m = cfg.model
+    feature_dim = encoder.output_dim if encoder is not None else feature_dim
+    return Stage2IndependentAdapterModel(encoder, feature_dim, m.stage1_hidden_dim, m.stage2_hidden_dim,
+                                         tuple(m.classifier_hidden_dims), 2, m.dropout, m.fusion_num_heads,
+                                         cfg.fusion.gate_bias, cfg.fusion.kv, cfg.fusion.mix)
+
+
+def load_trained(cfg, encoder: FrozenCLIPImageEncoder, checkpoint: str | os.PathLike,
+                 device: torch.device | str = "cpu") -> Stage2IndependentAdapterModel:
+    """A Stage 2 model in eval mode with the heads of ``checkpoint`` (our ``best.pth`` export or a run's
+    ``last.pth``)."""
+    model = build_model(cfg, encoder)
+    model.load_heads_state_dict(read_stage2_heads(checkpoint), str(checkpoint))
+    return model.to(device).eval()

@@ -1,4 +1,1 @@
-from . import stage1_trainer, stage2_independent_adapter_trainer
-from .evaluate import predict, summarize, write_report
-
-__all__ = ["predict", "stage1_trainer", "stage2_independent_adapter_trainer", "summarize", "write_report"]
+"""Trainers (CLIP pre-training for the demo, Stage 1, Stage 2), evaluation and inference."""

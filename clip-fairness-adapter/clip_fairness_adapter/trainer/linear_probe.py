@@ -11,7 +11,7 @@ from .common import gather, to_device
 
 @torch.no_grad()
 def clip_features(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised CLIP features [N,768] and labels [N] (through the cache when the loader yields cached items;
+    """Normalised CLIP features [N,D] and labels [N] (through the cache when the loader yields cached items;
     gathered from every rank's shard in a distributed run)."""
     feats, labels = [], []
     for batch in loader:

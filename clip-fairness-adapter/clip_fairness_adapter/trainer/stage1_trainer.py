@@ -1,117 +1,110 @@
-"""Stage 1 training: pairwise + subgroup-vs-batch Sinkhorn and feature preservation on the adapted CLIP feature."""
+"""Stage 1 training: the additive adapter on demographic-only face data (pairwise + subgroup-vs-batch Sinkhorn +
+preservation of the CLIP feature). Run state ``last.pth``; export ``best.pth`` (lowest validation loss) holds
+``model_state_dict`` with the upstream ``additive_adapter.*`` keys, which Stage 2 loads."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from common_utils.train import (
-    MetricLogger,
+    OptimStep,
+    RunDir,
+    TrainState,
+    adamw,
     all_reduce_mean,
-    autocast_context,
-    check_finite,
+    check_finite_outputs,
     cleanup_distributed,
-    load_state_dict_strict,
-    make_grad_scaler,
-    prepare_run_dir,
-    progress,
-    resolve_resume,
+    init_distributed,
+    save_checkpoint,
+    seed_everything,
+    step_options,
+    wrap_model,
 )
-from torch.nn.parallel import DistributedDataParallel
+from omegaconf import OmegaConf
 
-from ..losses import BatchedSinkhorn, Stage1Loss
-from ..model import FairnessAdapter
+from ..losses import build_stage1_loss
+from ..model import build_encoder, build_stage1_model
 from . import common
 
 log = logging.getLogger(__name__)
 
 
-def build_loss(cfg) -> Stage1Loss:
-    ls = cfg.loss
-    sk = BatchedSinkhorn(ls.sinkhorn_blur, 2, ls.sinkhorn_scaling, ls.diameter)
-    return Stage1Loss(sk, ls.w_pairwise, ls.w_global, ls.w_preserve, ls.num_subgroups, ls.min_samples_per_subgroup,
-                      ls.truncate, ls.reference)
-
-
 @torch.no_grad()
-def validate(model, loss_fn, loader, device) -> dict:
+def validate(model, loss_fn, loader, device, epoch: int) -> dict:
     """Stage 1 losses averaged over validation batches, plus the mean cosine between adapted and CLIP features."""
     model.eval()
     sums, n = {}, 0
     for batch in loader:
         out = model(common.to_device(batch, device))
-        out = {k: v.float() for k, v in out.items()}
+        check_finite_outputs(out["final_features_norm"], epoch, "Stage 1 validation features")
         losses = loss_fn(out, batch["subgroup"].to(device))
         losses["cosine_sim"] = F.cosine_similarity(out["final_features_norm"], out["clip_features"], dim=-1).mean()
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())  # geomloss re-enables grad internally
+            sums[k] = sums.get(k, 0.0) + float(v)
         n += 1
     return {k: v / n for k, v in sums.items()}
 
 
-def train(cfg, resume: str | None = None) -> Path:
-    """Train the Stage 1 adapter; ``last.pth``/``best.pth`` hold ``model_state_dict`` with ``additive_adapter.*``."""
-    ctx = common.setup(cfg)
-    run_dir = prepare_run_dir(cfg.run_dir, cfg, ctx.is_main)
-    encoder = common.build_encoder(cfg, ctx)
-    model = FairnessAdapter(encoder, 768, cfg.model.hidden_dim, cfg.model.dropout).to(ctx.device)
-    loss_fn = build_loss(cfg)
-    train_ds = common.build_split(cfg, cfg.data.train_csvs, encoder, ctx)
-    val_ds = common.build_split(cfg, cfg.data.val_csvs, encoder, ctx)
-    loader, sampler = common.train_loader(train_ds, cfg, ctx, [r.subgroup for r in train_ds.rows])
-    val_loader = common.eval_loader(val_ds, cfg)
+def export_adapter(path: Path, model, epoch: int, val_loss: float, cfg) -> None:
+    """The Stage 1 export: ``model_state_dict`` (``additive_adapter.*``), as upstream's Stage 1 checkpoints."""
+    save_checkpoint({"epoch": epoch, "model_state_dict": model.adapter_state_dict(), "val_loss": val_loss,
+                     "config": OmegaConf.to_container(cfg, resolve=True)}, path)
 
+
+def train(cfg, resume: str | None = None, overwrite: bool = False) -> Path:
+    """Train the Stage 1 adapter; returns the run directory (``last.pth``, ``best.pth``, ``metrics.jsonl``)."""
+    ctx = init_distributed(cfg.device)
+    run = RunDir(cfg.run_dir, ctx, resume=resume, overwrite=overwrite)
+    seed_everything(cfg.seed)
     t = cfg.train
-    params = list(model.additive_adapter.parameters())
-    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs, eta_min=t.eta_min)
-    scaler = make_grad_scaler(cfg.precision, ctx.device)
-    start_epoch, best = 0, float("inf")
-    resume_path = resolve_resume(resume, run_dir / "last.pth")
-    if resume_path is not None:
-        ckpt = common.load_resume(resume_path, optimizer, scheduler, scaler)
-        state = {k[len("additive_adapter."):]: v for k, v in ckpt["model_state_dict"].items()}
-        load_state_dict_strict(model.additive_adapter, state, str(resume_path))
-        start_epoch, best = ckpt["epoch"], ckpt["best_val_loss"]
+    encoder = build_encoder(cfg.clip, ctx.device, t.channels_last)
+    model = build_stage1_model(cfg.model, encoder)
+    loss_fn = build_stage1_loss(cfg.loss)
+    train_ds = common.build_split(cfg, cfg.data.train_sets, encoder, ctx)
+    val_ds = common.build_split(cfg, cfg.data.val_sets, encoder, ctx)
+    if min(r.subgroup for r in train_ds.rows) < 0:
+        raise ValueError("data.train_sets: Stage 1 needs demographics (gender and race) for every image; a 'csv' "
+                         "list has none")
+    loader, sampler = common.train_loader(train_ds, cfg, ctx, [r.subgroup for r in train_ds.rows])
+    val_loader = common.eval_loader(val_ds, cfg, ctx, shard=False)  # every rank: the same batches and losses
+    run.write_config(cfg)
 
-    net = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None) \
-        if ctx.distributed else model
-    if t.compile:
-        net = torch.compile(net)
-    logger = MetricLogger(run_dir, ctx.is_main)
-    for epoch in range(start_epoch, t.epochs):
+    net = wrap_model(model, ctx, compile=t.compile)
+    optimizer = adamw(model.additive_adapter.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                      betas=tuple(t.betas))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs, eta_min=t.eta_min)
+    step = OptimStep(optimizer, device=ctx.device, model=net, **step_options(t))
+    state = TrainState(models={"model": model.additive_adapter}, optimizers={"model": optimizer},
+                       schedulers={"model": scheduler}, steppers={"model": step})
+    resumed = run.resume(state)
+    best = resumed.extra["best_val_loss"] if resumed else math.inf
+
+    for epoch in range(run.start_epoch, t.epochs):
         sampler.set_epoch(epoch)
         net.train()
-        sums, steps = {}, 0
-        optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(progress(loader, desc=f"stage1 epoch {epoch}", enabled=ctx.is_main)):
+        step.begin_epoch(epoch, len(loader))
+        sums = {}
+        for batch in loader:
             batch = common.to_device(batch, ctx.device, t.channels_last)
-            with autocast_context(ctx.device, cfg.precision):
+            with step.autocast():
                 out = net(batch)
             losses = loss_fn({k: v.float() for k, v in out.items()}, batch["subgroup"])
-            check_finite(losses["loss"], epoch * len(loader) + i)
-            scaler.scale(losses["loss"] / t.accum_steps).backward()
-            if (i + 1) % t.accum_steps == 0 or i + 1 == len(loader):
-                if t.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
+            step(losses["loss"])
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
-            steps += 1
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        train_stats = {f"train/{k}": float(all_reduce_mean(v / steps)) for k, v in sums.items()}
-        val = validate(model, loss_fn, val_loader, ctx.device)
-        logger.log(epoch + 1, {**train_stats, "train/lr": lr, **{f"val/{k}": v for k, v in val.items()}})
-        is_best = val["loss"] < best
-        best = min(best, val["loss"])
-        state = common.checkpoint_state(epoch + 1, model.adapter_state_dict(), optimizer, scheduler, scaler, cfg,
-                                        best_val_loss=best)
-        common.save(state, run_dir, ctx, best=is_best)
-    logger.close()
+        val = validate(model, loss_fn, val_loader, ctx.device, epoch + 1)
+        row = {**{f"train/{k}": float(all_reduce_mean(v / len(loader))) for k, v in sums.items()}, "train/lr": lr,
+               **{f"val/{k}": v for k, v in val.items()}}
+        if val["loss"] < best:
+            best = val["loss"]
+            if ctx.is_main:
+                export_adapter(run.path / "best.pth", model, epoch + 1, best, cfg)
+        run.end_epoch(state, row, extra={"best_val_loss": best})
+    run.close()
     cleanup_distributed()
-    return run_dir
+    return run.path

@@ -63,3 +63,99 @@ def coco_ap_ar(gt, detections: Iterable[dict], cat_ids: Sequence[int] | None = N
         evaluator.summarize()
     # pycocotools writes -1 where a statistic is undefined (no ground truth in that area range): report None
     return {name: (float(v) if v >= 0 else None) for name, v in zip(STAT_NAMES, evaluator.stats)}
+
+
+class CocoImageEval:
+    """COCOeval's per-image matching (bbox, area "all", 100 detections), kept to re-aggregate AP@[.5:.95] and AR@100
+    over any multiset of the images: a bootstrap over images without re-running the matching.
+
+    ``summary()`` equals :func:`coco_ap_ar`'s ``AP`` and ``AR100``; ``summary(counts)`` equals COCOeval run on a
+    dataset in which image ``image_ids[i]`` appears ``counts[i]`` times (copies adjacent, in ``image_ids`` order).
+    Categories are averaged as COCOeval does (those without ground truth in the multiset are left out).
+    """
+
+    def __init__(self, gt, detections: Iterable[dict], cat_ids: Sequence[int] | None = None,
+                 img_ids: Sequence[int] | None = None, *, convention: str = DEFAULT_CONVENTION):
+        import numpy as np
+
+        check_convention(convention, "CocoImageEval")
+        coco_gt = _as_coco(gt)
+        dets = [dict(d) for d in detections]
+        with contextlib.redirect_stdout(io.StringIO()):
+            if dets:
+                coco_dt = coco_gt.loadRes(dets)
+            else:  # loadRes crashes on an empty list: an empty result set with the ground truth's images
+                coco_dt = COCO()
+                coco_dt.dataset = {"images": coco_gt.dataset["images"], "annotations": [],
+                                   "categories": coco_gt.dataset.get("categories", [])}
+                coco_dt.createIndex()
+            evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+            if cat_ids is not None:
+                evaluator.params.catIds = list(cat_ids)
+            if img_ids is not None:
+                evaluator.params.imgIds = list(img_ids)
+            evaluator.evaluate()
+        p = evaluator.params
+        self.image_ids = list(p.imgIds)
+        self.cat_ids = list(p.catIds)
+        self.rec_thrs = np.asarray(p.recThrs)
+        n_img, n_area, n_iou = len(p.imgIds), len(p.areaRng), len(p.iouThrs)
+        max_det = p.maxDets[-1]
+        self._per_cat = []
+        for k in range(len(self.cat_ids)):
+            scores, matches, ignore, n_gt, n_det = [], [], [], np.zeros(n_img, np.int64), np.zeros(n_img, np.int64)
+            for i in range(n_img):
+                e = evaluator.evalImgs[k * n_area * n_img + i]  # area index 0 = "all"
+                if e is None:
+                    continue
+                d = len(e["dtScores"][:max_det])
+                scores.append(np.asarray(e["dtScores"][:max_det], dtype=np.float64))
+                matches.append(np.asarray(e["dtMatches"][:, :max_det]) > 0)
+                ignore.append(np.asarray(e["dtIgnore"][:, :max_det]).astype(bool))
+                n_gt[i] = int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+                n_det[i] = d
+            start = np.concatenate([[0], np.cumsum(n_det)[:-1]])
+            cat = (np.concatenate(scores) if scores else np.zeros(0),
+                   np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
+                   np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool), n_gt, n_det, start)
+            self._per_cat.append(cat)
+
+    def summary(self, counts=None) -> dict:
+        """``{"AP", "AR100"}`` over the images taken ``counts[i]`` times each (all once when None); None when no
+        category has ground truth."""
+        import numpy as np
+
+        n = len(self.image_ids)
+        counts = np.ones(n, np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+        if counts.shape != (n,):
+            raise ValueError(f"counts must have one entry per image ({n}), got shape {counts.shape}")
+        seq = np.repeat(np.arange(n), counts)
+        aps, ars = [], []
+        for scores, matches, ignore, n_gt, n_det, start in self._per_cat:
+            npig = int(n_gt[seq].sum())
+            if npig == 0:
+                continue
+            lens = n_det[seq]
+            total = int(lens.sum())
+            first = np.repeat(start[seq] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+            idx = first + np.arange(total)
+            order = np.argsort(-scores[idx], kind="mergesort")
+            dtm, dtig = matches[:, idx][:, order], ignore[:, idx][:, order]
+            tp = np.cumsum(dtm & ~dtig, axis=1, dtype=np.float64)
+            fp = np.cumsum(~dtm & ~dtig, axis=1, dtype=np.float64)
+            precision = np.zeros((len(tp), len(self.rec_thrs)))
+            recall = np.zeros(len(tp))
+            if total:
+                rc = tp / npig
+                pr = tp / (fp + tp + np.spacing(1))
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # COCOeval's precision envelope
+                recall = rc[:, -1]
+                for t in range(len(tp)):
+                    pos = np.searchsorted(rc[t], self.rec_thrs, side="left")
+                    valid = pos < total
+                    precision[t, valid] = pr[t, pos[valid]]
+            aps.append(precision.mean())
+            ars.append(recall.mean())
+        if not aps:
+            return {"AP": None, "AR100": None}
+        return {"AP": float(np.mean(aps)), "AR100": float(np.mean(ars))}

@@ -1,20 +1,32 @@
-"""``gender_coco``: person-like figures in small scenes, COCO JSONs split by a per-image gender attribute.
+"""``gender_coco``: small person scenes written as COCO distributes them (instances + five captions per image).
 
-Each image (128-192 px per side) is a blurred, low-contrast photo-crop background with 1-3 stick-and-block figures
-(head, torso, arms, legs); each figure is a ``person`` (category 1) with its tight box. The image's gender attribute
-sets the figures' clothing (trousers vs. dress) and carries a built-in detection gap: "women" images are fewer
-(``WOMEN_FRACTION``) and their figures are smaller and lower-contrast against the background, so a detector trained
-on the mixture scores a lower AP on them.
+Each image (128-192 px per side) is a blurred, low-contrast photo-crop background with 1-2 stick-and-block figures
+(head, torso, arms, legs) that are the subject of the picture, as the people of COCO images whose captions name
+their gender mostly are (3 in some mixed scenes); each figure is a ``person`` (category 1) with its tight box.
+Nothing in the instance files says who is a man or a woman: as in COCO, the gender of a scene is only in its captions,
+so a gender split has to be built from them (``faap_detr make-gender-split`` reads exactly these files).
 
-Layout under ``out``::
+Scenes, per image (fractions of ``n``):
 
-    {women,men}_split/{train,val,test}/<gender>_<split>_00000.png
-    gender_{women,men}_{train,val,test}.json    COCO: info, licenses, images (file_name relative to the matching
-                                                ``<gender>_split/<split>/`` folder, plus a ``gender`` field),
-                                                annotations (bbox [x, y, w, h], area, iscrowd 0), categories
-    synthetic_info.json
+- single-gender scenes (the rest): all figures of one gender; ``WOMEN_FRACTION`` of them are women. Clothing
+  follows the gender (trousers vs. dress), and the scene carries the detection gap a COCO detector shows between
+  images of women and men: women's figures are smaller and lower-contrast against the background.
+- ``MIXED_FRACTION``: figures of both genders (captions name both: the split builder must drop them).
+- ``EMPTY_FRACTION``: no person at all; some captions still name a man or a woman ("a man's bicycle ..."), as COCO
+  captions do, so a split builder must also check for a person box.
 
-``n`` counts all images (splits 60/20/20 %).
+Captions: five per image, COCO style (free capitalisation and punctuation). Each names the scene's gender with
+probability ``P_GENDERED`` using singular/plural and possessive forms (man, men, guy, boys, woman's, ladies, ...),
+else a neutral word (person, people, someone); with probability ``P_WRONG`` an annotator names the other gender.
+Place phrases contain look-alike words (manhole, human, mannequin) that whole-word matching must not count.
+
+Layout under ``out`` (COCO 2017 names)::
+
+    train2017/<id:012d>.png, val2017/<id:012d>.png           ``SOURCE_SPLITS``: 60 % / 40 % of the images
+    annotations/instances_{train,val}2017.json                info, licenses, images, annotations, categories
+    annotations/captions_{train,val}2017.json                 info, licenses, images, annotations (id, image_id,
+                                                              caption)
+    synthetic_info.json                                       counts and each image's true scene gender (tests)
 """
 
 from __future__ import annotations
@@ -29,14 +41,31 @@ from scipy import ndimage
 from .images import real_crop, save_png, split_counts
 
 GENDERS = ("women", "men")
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+SOURCE_SPLITS = ("train2017", "val2017")
+SOURCE_FRACTIONS = (0.6, 0.4)
 WOMEN_FRACTION = 0.4
+MIXED_FRACTION = 0.06
+EMPTY_FRACTION = 0.04
+CAPTIONS_PER_IMAGE = 5
+P_GENDERED = 0.6
+P_WRONG = 0.02
 SIZES = (128, 144, 160, 176, 192)
 # per gender: (figure height range as a fraction of the image height, colour contrast against the background)
-STYLE = {"women": ((0.3, 0.6), 0.55), "men": ((0.4, 0.75), 1.0)}
-CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"}]
-DEMO_N = 300
+STYLE = {"women": ((0.45, 0.8), 0.75), "men": ((0.5, 0.9), 1.0)}
+MAX_FIGURES = 2  # per single-gender scene
+CATEGORIES = [{"supercategory": "person", "id": 1, "name": "person"}]
+LICENSES = [{"url": "https://creativecommons.org/licenses/by/4.0/", "id": 1, "name": "synthetic (CC BY 4.0)"}]
+DEMO_N = 1600
+
+# caption vocabulary: (singular, plural) nouns per gender; possessives are made from either form
+NOUNS = {"men": (("man", "men"), ("guy", "guys"), ("boy", "boys"), ("male", "males")),
+         "women": (("woman", "women"), ("lady", "ladies"), ("girl", "girls"), ("female", "females"))}
+NEUTRAL = (("person", "people"), ("adult", "adults"), ("pedestrian", "pedestrians"), ("figure", "figures"))
+NUMBERS = {2: ("two", "a pair of", "a couple of"), 3: ("three", "a group of", "several")}
+ACTIONS = ("standing", "walking", "posing", "waiting", "looking around", "standing still")
+PLACES = ("in front of a wall", "on a city street", "near a manhole cover", "in a park", "next to a mannequin",
+          "beside a painting of a human face", "on a sidewalk", "in an empty lot", "under a grey sky")
+OBJECTS = ("bicycle", "bag", "umbrella", "coat", "suitcase")
 
 
 def _draw_figure(draw: ImageDraw.ImageDraw, x: float, y: float, h: float, dress: bool, colours: dict) -> None:
@@ -67,16 +96,18 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def render_scene(rng: np.random.Generator, gender: str) -> tuple[np.ndarray, list[list[float]]]:
-    """One scene: image ``[H, W, 3]`` float32 and the figures' tight boxes ``[x, y, w, h]`` (pixels)."""
+def render_scene(rng: np.random.Generator, genders: list[str]) -> tuple[np.ndarray, list[list[float]]]:
+    """One scene with a figure per entry of ``genders`` (placed without heavy overlap; a figure that finds no room
+    after 20 tries is left out). Returns the image ``[H, W, 3]`` float32 and the figures' tight boxes
+    ``[x, y, w, h]`` (pixels)."""
     height, width = int(rng.choice(SIZES)), int(rng.choice(SIZES))
     background = ndimage.gaussian_filter(real_crop(rng, height, width), sigma=(2.0, 2.0, 0.0))
     background = 0.3 + 0.4 * background
-    (h_lo, h_hi), contrast = STYLE[gender]
     canvas = Image.fromarray(np.round(background * 255).astype(np.uint8))
     masks = []
     boxes: list[list[float]] = []
-    for _ in range(int(rng.integers(1, 4))):
+    for gender in genders:
+        (h_lo, h_hi), contrast = STYLE[gender]
         for _attempt in range(20):
             h = rng.uniform(h_lo, h_hi) * height
             w = 0.5 * h
@@ -104,37 +135,125 @@ def render_scene(rng: np.random.Generator, gender: str) -> tuple[np.ndarray, lis
     return img, tight
 
 
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _noun_phrase(rng: np.random.Generator, nouns, count: int) -> str:
+    singular, plural = _pick(rng, nouns)
+    if count == 1:
+        return ("a " if singular[0] not in "aeiou" else "an ") + singular if rng.random() < 0.8 else "the " + singular
+    return f"{_pick(rng, NUMBERS[min(count, 3)])} {plural}"
+
+
+def _coco_style(rng: np.random.Generator, text: str) -> str:
+    """COCO captions' surface variety: capitalised or not, with or without the full stop, stray spaces."""
+    if rng.random() < 0.8:
+        text = text[0].upper() + text[1:]
+    if rng.random() < 0.6:
+        text += "."
+    return text + (" " if rng.random() < 0.1 else "")
+
+
+def caption(rng: np.random.Generator, scene: str, count: int) -> str:
+    """One caption of a scene: ``scene`` is "men", "women", "mixed" or "empty"; ``count`` figures."""
+    where = _pick(rng, PLACES)
+    if scene == "empty":
+        if rng.random() < 0.3:  # a gender word without a person in the picture
+            nouns = NOUNS[_pick(rng, GENDERS)]
+            owner = _pick(rng, nouns)[0]
+            return _coco_style(rng, f"a {owner}'s {_pick(rng, OBJECTS)} left {where}")
+        return _coco_style(rng, f"an empty scene {where}")
+    if scene == "mixed":
+        if rng.random() < P_GENDERED:
+            first, second = ("men", "women") if rng.random() < 0.5 else ("women", "men")
+            text = (f"{_noun_phrase(rng, NOUNS[first], 1)} and {_noun_phrase(rng, NOUNS[second], 1)} "
+                    f"{_pick(rng, ACTIONS)} {where}")
+        else:
+            text = f"{_noun_phrase(rng, NEUTRAL, count)} {_pick(rng, ACTIONS)} {where}"
+        return _coco_style(rng, text)
+    gender = scene
+    r = rng.random()
+    if r < P_WRONG:
+        gender = GENDERS[1 - GENDERS.index(scene)]
+    if r < P_GENDERED:
+        nouns = NOUNS[gender]
+        if rng.random() < 0.15:  # possessive form
+            singular, plural = _pick(rng, nouns)
+            if count == 1:
+                owner = f"the {singular}'s"
+            else:
+                owner = f"the {plural}'" if plural.endswith("s") else f"the {plural}'s"
+            return _coco_style(rng, f"{owner} {_pick(rng, OBJECTS)} {where}")
+        subject = _noun_phrase(rng, nouns, count)
+    else:
+        subject = _noun_phrase(rng, NEUTRAL, count)
+    return _coco_style(rng, f"{subject} {_pick(rng, ACTIONS)} {where}")
+
+
+def _scene_kind(rng: np.random.Generator) -> str:
+    r = rng.random()
+    if r < EMPTY_FRACTION:
+        return "empty"
+    if r < EMPTY_FRACTION + MIXED_FRACTION:
+        return "mixed"
+    return "women" if rng.random() < WOMEN_FRACTION else "men"
+
+
+def _figures(rng: np.random.Generator, scene: str) -> list[str]:
+    if scene == "empty":
+        return []
+    if scene == "mixed":
+        genders = ["men", "women"] + (["men" if rng.random() < 0.5 else "women"] if rng.random() < 0.4 else [])
+        return [genders[i] for i in rng.permutation(len(genders))]
+    return [scene] * int(rng.integers(1, MAX_FIGURES + 1))
+
+
+def _info(split: str, kind: str, seed: int) -> dict:
+    return {"description": f"synthetic gender_coco {kind} {split} (common_utils.synthetic)", "url": "",
+            "version": "1.0", "year": 2026, "contributor": "common_utils.synthetic", "date_created": "2026/01/01",
+            "seed": seed}
+
+
 def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
-    """Write the dataset under ``out`` (``n`` images over both genders and three splits). Returns the counts."""
+    """Write ``n`` scenes under ``out`` in COCO's own layout (module docstring). Returns the counts."""
     out = Path(out)
-    n_women = int(round(n * WOMEN_FRACTION))
-    if min(n_women, n - n_women) < 3:
-        raise ValueError(f"gender_coco needs n >= 8 (3 splits per gender), got {n}")
-    info = {"name": "gender_coco", "n": n, "seed": seed, "counts": {},
-            "notes": "category 1 = person; women images: fewer, smaller and lower-contrast figures (built-in AP gap)"}
-    for g, (gender, count) in enumerate(zip(GENDERS, (n_women, n - n_women))):
-        index = 0
-        for split, split_count in zip(SPLITS, split_counts(count, SPLIT_FRACTIONS)):
-            images, annotations = [], []
-            for i in range(split_count):
-                rng = np.random.default_rng([seed, 300 + g, index])
-                index += 1
-                image_id = g * 1_000_000 + index  # unique over both genders and all splits, as in COCO
-                img, boxes = render_scene(rng, gender)
-                file_name = f"{gender}_{split}_{i:05d}.png"
-                save_png(img, out / f"{gender}_split" / split / file_name)
-                images.append({"id": image_id, "file_name": file_name, "height": img.shape[0], "width": img.shape[1],
-                               "gender": gender})
-                for k, (x, y, w, h) in enumerate(boxes):
-                    annotations.append({"id": image_id * 10 + k, "image_id": image_id, "category_id": 1,
-                                        "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0,
-                                        "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]})
-            coco = {
-                "info": {"description": f"synthetic gender_coco ({gender}, {split})", "version": "1.0",
-                         "year": 2026, "contributor": "common_utils.synthetic", "seed": seed},
-                "licenses": [], "images": images, "annotations": annotations, "categories": CATEGORIES,
-            }
-            (out / f"gender_{gender}_{split}.json").write_text(json.dumps(coco) + "\n")
-            info["counts"][f"{gender}_{split}"] = {"images": len(images), "boxes": len(annotations)}
-    (out / "synthetic_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    if n < 2:
+        raise ValueError(f"gender_coco needs n >= 2 (an image in train2017 and one in val2017), got {n}")
+    info = {"name": "gender_coco", "n": n, "seed": seed, "counts": {}, "scene_gender": {},
+            "notes": "category 1 = person; gender only in the captions; women figures smaller and lower-contrast"}
+    index = 0
+    for split, count in zip(SOURCE_SPLITS, split_counts(n, SOURCE_FRACTIONS)):
+        images, instances, captions = [], [], []
+        kinds: dict[str, int] = {}
+        for _ in range(count):
+            rng = np.random.default_rng([seed, 700, index])
+            index += 1
+            image_id = 100_000 + 7 * index  # unique over both files, not contiguous (as in COCO)
+            scene = _scene_kind(rng)
+            img, boxes = render_scene(rng, _figures(rng, scene))
+            file_name = f"{image_id:012d}.png"
+            save_png(img, out / split / file_name)
+            images.append({"license": 1, "file_name": file_name, "height": img.shape[0], "width": img.shape[1],
+                           "date_captured": "2026-01-01 00:00:00", "id": image_id})
+            for k, (x, y, w, h) in enumerate(boxes):
+                instances.append({"segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]], "area": w * h,
+                                  "iscrowd": 0, "image_id": image_id, "bbox": [x, y, w, h], "category_id": 1,
+                                  "id": image_id * 10 + k})
+            for k in range(CAPTIONS_PER_IMAGE):
+                captions.append({"image_id": image_id, "id": image_id * 10 + k,
+                                 "caption": caption(rng, scene, max(1, len(boxes)))})
+            kinds[scene] = kinds.get(scene, 0) + 1
+            info["scene_gender"][str(image_id)] = scene
+        ann_dir = out / "annotations"
+        ann_dir.mkdir(parents=True, exist_ok=True)
+        year_split = split.removesuffix("2017")
+        (ann_dir / f"instances_{year_split}2017.json").write_text(json.dumps(
+            {"info": _info(split, "instances", seed), "licenses": LICENSES, "images": images,
+             "annotations": instances, "categories": CATEGORIES}) + "\n")
+        (ann_dir / f"captions_{year_split}2017.json").write_text(json.dumps(
+            {"info": _info(split, "captions", seed), "licenses": LICENSES, "images": images,
+             "annotations": captions}) + "\n")
+        info["counts"][split] = {"images": len(images), "boxes": len(instances), "scenes": dict(sorted(kinds.items()))}
+    (out / "synthetic_info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info

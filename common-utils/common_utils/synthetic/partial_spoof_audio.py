@@ -1,11 +1,14 @@
 """``partial_spoof_audio``: speech-like bona fide audio and partially vocoded spoofs (ASVspoof 2019 LA + PartialSpoof).
 
-Bona fide utterances (16 kHz, 1-4 s, a whole number of 20 ms frames) are syllable sequences: a harmonic source
+Bona fide utterances (16 kHz, 1.0-1.6 s, a whole number of 20 ms frames) are syllable sequences: a harmonic source
 following a speaker-specific pitch contour, shaped by three formant resonators per vowel, optional fricative noise
 bursts, short gaps and longer pauses, over a faint noise floor. A spoofed utterance is a bona fide one in which 1-3
 frame-aligned segments are replaced by a vocoder-like re-synthesis of the same signal: the STFT magnitude is
-smoothed over frequency and band-limited, and the phase is rebuilt with a few Griffin-Lim iterations. Attack ``A01``:
-16 iterations, 7 kHz band limit; ``A02``: 32 iterations, 6 kHz band limit, stronger smoothing.
+smoothed over frequency and band-limited, the phase is rebuilt with a few Griffin-Lim iterations, and the output
+carries the spectral images of a neural vocoder's last 2x upsampling layer (the 0-4 kHz content mirrored into
+4-8 kHz, as zero insertion with a short interpolation kernel leaves it). Attack ``A01``: 16 iterations, 7 kHz band
+limit, nearest-neighbour upsampling; ``A02``: 32 iterations, 6 kHz band limit, stronger smoothing, linear
+interpolation; images at half amplitude in both.
 
 Layout under ``out``::
 
@@ -15,7 +18,7 @@ Layout under ``out``::
     synthetic_info.json
 
 Bona fide utterances are named ``LA_<T|D|E>_xxxxxxx`` (attack ``-``), spoofs ``CON_<T|D|E>_xxxxxxx``. ``n`` counts
-all utterances (splits 50/25/25 %, half of each split spoofed).
+all utterances (splits 60/15/25 %, half of each split spoofed).
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ from .images import split_counts
 SAMPLE_RATE = 16000
 FRAME = 320  # 20 ms PartialSpoof segment
 SPLITS = (("train", "T", "trn"), ("dev", "D", "trl"), ("eval", "E", "trl"))
-SPLIT_FRACTIONS = (0.5, 0.25, 0.25)
-DEMO_N = 120
+SPLIT_FRACTIONS = (0.6, 0.15, 0.25)
+DEMO_N = 480
+MIN_FRAMES, MAX_FRAMES = 50, 80  # utterance length in 20 ms frames (1.0-1.6 s)
 VOWELS = ((730, 1090, 2440), (270, 2290, 3010), (530, 1840, 2480), (570, 840, 2410), (300, 870, 2240),
           (660, 1720, 2410), (490, 1350, 1690))
 BANDWIDTHS = (80.0, 100.0, 140.0)
-# attack -> (Griffin-Lim iterations, band limit in Hz, magnitude smoothing over frequency in bins)
-ATTACKS = {"A01": (16, 7000.0, 1.5), "A02": (32, 6000.0, 3.0)}
+# attack -> (Griffin-Lim iterations, band limit in Hz, magnitude smoothing over frequency in bins, upsampling kernel,
+# gain of its spectral images)
+ATTACKS = {"A01": (16, 7000.0, 1.5, "nearest", 0.5), "A02": (32, 6000.0, 3.0, "linear", 0.5)}
 NOISE_STD = 0.002
 N_FFT, HOP = 512, 128
 
@@ -120,16 +125,35 @@ def _istft(spec: np.ndarray, length: int) -> np.ndarray:
     return out[N_FFT // 2: N_FFT // 2 + length]
 
 
+def upsampling_images(x: np.ndarray, kernel: str) -> np.ndarray:
+    """The spectral images a 2x upsampling layer leaves: the 0-4 kHz content of ``x`` ``[T]`` mirrored into 4-8 kHz.
+
+    ``x`` is brought to 8 kHz (FFT low-pass, every other sample) and upsampled back by zero insertion and a short
+    interpolation kernel (``nearest`` [1, 1], ``linear`` [0.5, 1, 0.5]); what lies above 4 kHz is the image.
+    """
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1.0 / SAMPLE_RATE)
+    half = np.fft.irfft(np.where(freqs < SAMPLE_RATE / 4, spec, 0.0), n=len(x))[::2]
+    stuffed = np.zeros(2 * len(half))
+    stuffed[::2] = half
+    taps = {"nearest": [1.0, 1.0], "linear": [0.5, 1.0, 0.5]}[kernel]
+    up = np.convolve(stuffed, taps, mode="same")[: len(x)]
+    up_spec = np.fft.rfft(up, n=len(x))
+    return np.fft.irfft(np.where(freqs >= SAMPLE_RATE / 4, up_spec, 0.0), n=len(x))
+
+
 def vocode(rng: np.random.Generator, x: np.ndarray, attack: str) -> np.ndarray:
-    """Vocoder-like re-synthesis of ``x`` ``[T]``: smoothed, band-limited STFT magnitude + Griffin-Lim phase."""
-    n_iter, cutoff, smooth = ATTACKS[attack]
+    """Vocoder-like re-synthesis of ``x`` ``[T]``: smoothed, band-limited STFT magnitude + Griffin-Lim phase, plus the
+    spectral images of the vocoder's last 2x upsampling layer (``upsampling_images``) at the attack's level."""
+    n_iter, cutoff, smooth, kernel, image_gain = ATTACKS[attack]
     mag = ndimage.gaussian_filter1d(np.abs(_stft(x)), smooth, axis=1)
     mag[:, np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE) > cutoff] = 0.0
     est = mag * np.exp(2j * np.pi * rng.random(mag.shape))
     for _ in range(n_iter):
         rebuilt = _stft(_istft(est, len(x)))
         est = mag * rebuilt / np.maximum(np.abs(rebuilt), 1e-12)
-    return _istft(est, len(x))
+    y = _istft(est, len(x))
+    return y + image_gain * upsampling_images(y, kernel)
 
 
 def _spoof_segments(rng: np.random.Generator, x: np.ndarray) -> list[tuple[int, int]]:
@@ -172,6 +196,16 @@ def splice_vocoded(rng: np.random.Generator, x: np.ndarray, segments: list[tuple
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+def split_sizes(n: int) -> list[int]:
+    """Utterances per split: ``SPLIT_FRACTIONS`` of ``n``, at least two (a bona fide and a spoof) in each."""
+    counts = split_counts(n, SPLIT_FRACTIONS)
+    for i in range(len(counts)):
+        while counts[i] < 2:
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] += 1
+    return counts
+
+
 def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
     """Write the dataset under ``out`` (``n`` utterances over train/dev/eval). Returns the counts written."""
     out = Path(out)
@@ -182,7 +216,7 @@ def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
     (out / "segment_labels").mkdir(parents=True, exist_ok=True)
     info = {"name": "partial_spoof_audio", "n": n, "seed": seed, "sample_rate": SAMPLE_RATE, "counts": {},
             "labels": "protocol key bonafide|spoof; segment labels '1' = bona fide, '0' = spoof (20 ms)"}
-    for s, ((split, letter, ext), count) in enumerate(zip(SPLITS, split_counts(n, SPLIT_FRACTIONS))):
+    for s, ((split, letter, ext), count) in enumerate(zip(SPLITS, split_sizes(n))):
         rng = np.random.default_rng([seed, 200 + s])
         n_speakers = int(np.clip(count // 6, 2, 8))
         speakers = [(f"LA_{1000 + 100 * s + k:04d}", rng.uniform(95, 230), rng.uniform(0.9, 1.15))
@@ -194,7 +228,7 @@ def generate(out: str | Path, n: int = DEMO_N, seed: int = 0) -> dict:
         for i in range(count):
             urng = np.random.default_rng([seed, 210 + s, i])
             speaker, f0, formant_scale = speakers[i % n_speakers]
-            x = speech_like(urng, int(urng.integers(50, 201)), f0, formant_scale)
+            x = speech_like(urng, int(urng.integers(MIN_FRAMES, MAX_FRAMES + 1)), f0, formant_scale)
             labels = np.ones(len(x) // FRAME, dtype=bool)
             if is_spoof[i]:
                 attack = "A01" if urng.random() < 0.5 else "A02"

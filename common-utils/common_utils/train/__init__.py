@@ -22,6 +22,7 @@ from .config import REQUIRED, ConfigError, load_config, parse_args_with_override
 from .distributed import (
     DistContext,
     all_gather_cat,
+    all_gather_objects,
     all_reduce_mean,
     barrier,
     cleanup_distributed,
@@ -54,10 +55,11 @@ from .wrap import adamw, available_cores, build_loader, resolve_num_workers, unw
 __all__ = [
     "REQUIRED", "RUN_STATE_KEYS", "CheckpointWriteError", "ConfigError", "DistContext", "DivergenceError",
     "MetricLogger", "NonFiniteLossError", "OptimStep", "Resumed", "RunDir", "RunDirError", "RunStateError",
-    "StateDictMismatchError", "TrainState", "adamw", "all_gather_cat", "all_reduce_mean", "autocast_context",
-    "available_cores", "barrier", "build_loader", "capture_rng_state", "check_finite", "check_finite_outputs",
-    "check_state_dict", "cleanup_distributed", "gather_rng_states", "init_distributed", "load_checkpoint",
-    "load_config", "load_run_state", "load_state_dict_strict", "make_grad_scaler", "parse_args_with_overrides",
-    "prepare_run_dir", "progress", "read_run_state", "resolve_num_workers", "resolve_resume", "restore_rng_state",
-    "save_checkpoint", "save_run_state", "seed_everything", "step_options", "unwrap_model", "wrap_model",
+    "StateDictMismatchError", "TrainState", "adamw", "all_gather_cat", "all_gather_objects", "all_reduce_mean",
+    "autocast_context", "available_cores", "barrier", "build_loader", "capture_rng_state", "check_finite",
+    "check_finite_outputs", "check_state_dict", "cleanup_distributed", "gather_rng_states", "init_distributed",
+    "load_checkpoint", "load_config", "load_run_state", "load_state_dict_strict", "make_grad_scaler",
+    "parse_args_with_overrides", "prepare_run_dir", "progress", "read_run_state", "resolve_num_workers",
+    "resolve_resume", "restore_rng_state", "save_checkpoint", "save_run_state", "seed_everything", "step_options",
+    "unwrap_model", "wrap_model",
 ]

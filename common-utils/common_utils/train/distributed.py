@@ -121,6 +121,15 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)])
 
 
+def all_gather_objects(obj) -> list:
+    """Every rank's picklable ``obj``, in rank order, on every rank (``[obj]`` without a process group)."""
+    if not _active():
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -134,9 +143,4 @@ def gather_rng_states() -> list[dict]:
     """
     from .checkpoint import capture_rng_state
 
-    state = capture_rng_state()
-    if not _active():
-        return [state]
-    states: list = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states
+    return all_gather_objects(capture_rng_state())

@@ -97,6 +97,27 @@ class GenderCocoDataset(Dataset):
         return pixels, target
 
 
+def flip_item(pixels, target):
+    """Horizontal flip of an image [3,h,w] and its target (normalised cxcywh boxes): upstream's RandomHorizontalFlip."""
+    boxes = target["boxes"].clone()
+    boxes[:, 0] = 1.0 - boxes[:, 0]
+    return pixels.flip(-1), {**target, "boxes": boxes}
+
+
+class RandomHFlip(Dataset):
+    """`dataset` with each item flipped horizontally with probability 0.5 (torch's RNG of the loading process)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        pixels, target = self.dataset[i]
+        return flip_item(pixels, target) if torch.rand(()) < 0.5 else (pixels, target)
+
+
 def collate(batch):
     """Pad to the largest h, w (bottom/right, zeros) -> pixels [B,3,H,W], mask [B,H,W] (True = padding), targets."""
     h = max(p.shape[1] for p, _ in batch)

@@ -1,11 +1,13 @@
-"""DETR detector, the frozen wrapper used by FAAP, official-checkpoint loading and post-processing."""
+"""DETR detector, the frozen wrapper used by FAAP, official-checkpoint loading, post-processing and `build`."""
 import torch
 import torch.nn.functional as F
 from common_utils.train import load_checkpoint, load_state_dict_strict
 from torch import nn
 from torchvision.ops import box_convert
 
+from ..losses.criterion import SetCriterion
 from .backbone import build_backbone
+from .matcher import HungarianMatcher
 from .transformer import Transformer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,15 +63,6 @@ class DETR(nn.Module):
         }
 
 
-def build_detr(cfg):
-    """cfg: mapping with backbone, hidden_dim, nheads, enc_layers, dec_layers, dim_feedforward, dropout,
-    num_queries, num_classes (max category id + 1; 91 for COCO)."""
-    backbone = build_backbone(cfg["backbone"], cfg["hidden_dim"], cfg.get("dilation", False))
-    transformer = Transformer(cfg["hidden_dim"], cfg["nheads"], cfg["enc_layers"], cfg["dec_layers"],
-                              cfg["dim_feedforward"], cfg["dropout"])
-    return DETR(backbone, transformer, cfg["num_classes"], cfg["num_queries"])
-
-
 def map_official_keys(state_dict):
     """Official `detr-r50-*.pth` keys -> ours. Our module tree uses upstream names, so the map is the identity
     except for BatchNorm `num_batches_tracked` counters (FrozenBatchNorm2d has none; they carry no weights)."""
@@ -109,13 +102,30 @@ def normalize(images):
     return (images - mean) / std
 
 
-@torch.no_grad()
-def postprocess(outputs, orig_sizes):
-    """Upstream PostProcess: all queries, no threshold. orig_sizes [B,2] (h, w) ->
-    list of dict(scores [Q], labels [Q], boxes [Q,4] absolute xyxy)."""
-    prob = outputs["pred_logits"].softmax(-1)[..., :-1]
-    scores, labels = prob.max(-1)
-    boxes = box_convert(outputs["pred_boxes"], "cxcywh", "xyxy")
-    h, w = orig_sizes.unbind(1)
-    boxes = boxes * torch.stack([w, h, w, h], 1).to(boxes)[:, None, :]
-    return [{"scores": s, "labels": lab, "boxes": b} for s, lab, b in zip(scores, labels, boxes)]
+class PostProcess(nn.Module):
+    """Upstream PostProcess: softmax without the no-object column, max over classes, all queries, no threshold."""
+
+    @torch.no_grad()
+    def forward(self, outputs, orig_sizes):
+        """outputs: pred_logits [B,Q,K+1], pred_boxes [B,Q,4]; orig_sizes [B,2] (h, w) ->
+        list of dict(scores [Q], labels [Q], boxes [Q,4] absolute xyxy)."""
+        prob = outputs["pred_logits"].float().softmax(-1)[..., :-1]
+        scores, labels = prob.max(-1)
+        boxes = box_convert(outputs["pred_boxes"].float(), "cxcywh", "xyxy")
+        h, w = orig_sizes.unbind(1)
+        boxes = boxes * torch.stack([w, h, w, h], 1).to(boxes)[:, None, :]
+        return [{"scores": s, "labels": lab, "boxes": b} for s, lab, b in zip(scores, labels, boxes)]
+
+
+def build(cfg):
+    """DETR, its SetCriterion and PostProcess from the config's `detr` section (as upstream `models/detr.py`).
+
+    -> (model, criterion, postprocessor). `num_classes` is the max category id + 1 (91 for COCO)."""
+    d = cfg.detr
+    backbone = build_backbone(d.backbone, d.hidden_dim, d.dilation, d.return_layer)
+    transformer = Transformer(d.hidden_dim, d.nheads, d.enc_layers, d.dec_layers, d.dim_feedforward, d.dropout)
+    model = DETR(backbone, transformer, d.num_classes, d.num_queries)
+    matcher = HungarianMatcher(d.set_cost_class, d.set_cost_bbox, d.set_cost_giou)
+    weights = {"loss_ce": d.ce_loss_coef, "loss_bbox": d.bbox_loss_coef, "loss_giou": d.giou_loss_coef}
+    criterion = SetCriterion(d.num_classes, matcher, weights, d.eos_coef, d.aux_loss)
+    return model, criterion, PostProcess()
