@@ -48,8 +48,12 @@ def criteria_list(results: dict, seed: int) -> list[dict]:
         run = results[row][seed]
         chosen = selected_epoch(run["history"])
         note = f"epoch {chosen['epoch']} of {len(run['history'])} (best validation AUC)"
-        items.append(criterion(f"{label}: train AUC", "> 0.95", chosen["train_auc"], split="train",
-                               note="running AUC of the augmented training views of the selected " + note))
+        fit = run["train_eval"]
+        items.append(criterion(f"{label}: train AUC", "> 0.95", fit["auc"], split="train", n=fit["n"],
+                               running_auc=chosen["train_auc"],
+                               note="exported weights in eval mode on the training images (grid patches, as "
+                                    f"validation) of the selected {note}; running_auc: the augmented training views "
+                                    "during that epoch"))
         items.append(criterion(f"{label}: validation AUC", "> 0.90", chosen["val_auc"], split="val", note=note))
         test = run["test"]
         for name, m in test.items():

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from .config import get_config
-from .engine import train_model
+from .engine import TRAIN_EVAL, train_model
 from .tables import mean_std, pm
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ def slug(row: str) -> str:
 
 def run_ablation(cfg_path, opts, data_path, csv_root, test_csvs, test_csv_roots, seeds, out: Path,
                  rows=None) -> dict:
-    """Train every (row, seed); returns ``{row: {seed: {"test": {set: metrics}, "history": [...]}}}``."""
+    """Train every (row, seed); returns ``{row: {seed: {"test": {set: metrics}, "history": [...]}}}`` (and
+    ``"train_eval"``, the fit on the training images, with TRAIN.EVAL_TRAIN_IMAGES)."""
     base_cfg = get_config(cfg_path, opts)
     rows = rows or all_rows(base_cfg)
     results = {}
@@ -95,6 +96,8 @@ def run_ablation(cfg_path, opts, data_path, csv_root, test_csvs, test_csv_roots,
                 train_model(cfg, data_path, csv_root, test_csvs, test_csv_roots, resume="auto", output=run_dir)
             history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             results.setdefault(row, {})[seed] = {"test": json.loads(done.read_text()), "history": history}
+            if (run_dir / TRAIN_EVAL).is_file():
+                results[row][seed]["train_eval"] = json.loads((run_dir / TRAIN_EVAL).read_text())
     write_ablation(results, out)
     return results
 

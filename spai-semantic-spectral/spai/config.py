@@ -96,6 +96,10 @@ _C.MODEL.PATCH_VIT.MINIMUM_PATCHES = 4
 
 _C.MODEL.CLS_HEAD = CN()
 _C.MODEL.CLS_HEAD.MLP_RATIO = 3
+# normalisation of the pooled vector before the head: layernorm (upstream, spai.pth's `norm.*`) normalises each image's
+# vector, which leaves features whose signal varies little across images (the similarity statistics) at a scale the
+# head learns slowly; batchnorm (+ LayerNorm) standardises each feature across the batch (running statistics at test)
+_C.MODEL.CLS_HEAD.INPUT_NORM = "layernorm"
 
 _C.AUG = CN()
 _C.AUG.RESIZED_CROP = True  # RandomResizedCrop as upstream; False = random crop at native scale
@@ -136,6 +140,10 @@ _C.TRAIN.ACCUMULATION_STEPS = 1  # shared knob `train.accum_steps`
 # drop: upstream's rule (losses divided by ACCUMULATION_STEPS, an epoch's trailing partial group discarded);
 # mean: the shared default (the trailing group steps on its own mean)
 _C.TRAIN.ACCUMULATION_RULE = "drop"
+# > 0: score this many training images (a subset drawn at SEED; all if fewer) with the exported (best) weights as
+# validation scores its images (eval mode, grid patches) -> train_eval.json: the fit of the model, unlike
+# metrics.jsonl's train_auc (running AUC of the augmented training views under weights changing through the epoch)
+_C.TRAIN.EVAL_TRAIN_IMAGES = 0
 _C.TRAIN.LOSS = "bce"  # bce | focal (focal + the semantic / frequency consistency terms)
 _C.TRAIN.FOCAL_ALPHA = 0.25
 _C.TRAIN.FOCAL_GAMMA = 2.0
@@ -206,7 +214,8 @@ def validate(cfg: CN) -> None:
         raise ValueError(f"MODEL.FRE.EXTENDED_STATISTICS_MODE={cfg.MODEL.FRE.EXTENDED_STATISTICS_MODE!r}")
     if cfg.TRAIN.LOSS not in ("bce", "focal"):
         raise ValueError(f"TRAIN.LOSS={cfg.TRAIN.LOSS!r}: expected bce or focal")
-    choices = {"PRECISION": (cfg.PRECISION, ("fp32", "bf16", "fp16")), "DEVICE": (cfg.DEVICE, ("auto", "cpu", "cuda")),
+    choices = {"MODEL.CLS_HEAD.INPUT_NORM": (cfg.MODEL.CLS_HEAD.INPUT_NORM, ("layernorm", "batchnorm")),
+               "PRECISION": (cfg.PRECISION, ("fp32", "bf16", "fp16")), "DEVICE": (cfg.DEVICE, ("auto", "cpu", "cuda")),
                "TRAIN.ACCUMULATION_RULE": (cfg.TRAIN.ACCUMULATION_RULE, ("drop", "mean")),
                "AUG.ROTATION_MODE": (cfg.AUG.ROTATION_MODE, ("crop_border", "right_angle")),
                "MODEL.RECOVER_TARGET_TYPE": (cfg.MODEL.RECOVER_TARGET_TYPE, ("masked", "normal"))}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from .utils import load_checkpoint_file, load_state_dict_checked
 log = logging.getLogger(__name__)
 
 BEST = "best.pth"  # export of the weights with the best validation AUC: {"model", "epoch", "config"}
+TRAIN_EVAL = "train_eval.json"  # TRAIN.EVAL_TRAIN_IMAGES: the exported weights scored on training images
 
 
 def cfg_to_dict(cfg) -> dict:
@@ -210,8 +212,9 @@ def train_model(cfg, data_path, csv_root=None, test_csvs=(), test_csv_roots=(), 
     """Train from a SPAI CSV (split train/val) on the shared engine.
 
     Writes to the run directory: ``last.pth`` (run state, every epoch), ``metrics.jsonl``, ``config.yaml``,
-    ``best.pth`` (weights of the best validation AUC) and, with test CSVs, ``test_metrics.{json,md,csv}`` and
-    ``<test set>_scores.csv``. Returns (model with the best weights, test results).
+    ``best.pth`` (weights of the best validation AUC), with TRAIN.EVAL_TRAIN_IMAGES ``train_eval.json`` (those weights
+    scored on training images) and, with test CSVs, ``test_metrics.{json,md,csv}`` and ``<test set>_scores.csv``.
+    Returns (model with the best weights, test results).
     """
     ctx = init_distributed(cfg.DEVICE)
     run_dir = Path(output or cfg.OUTPUT)
@@ -273,6 +276,12 @@ def train_model(cfg, data_path, csv_root=None, test_csvs=(), test_csv_roots=(), 
 
     if (run_dir / BEST).is_file():
         load_state_dict_checked(model, load_checkpoint_file(run_dir / BEST)["model"], source=str(run_dir / BEST))
+    if t.EVAL_TRAIN_IMAGES > 0:
+        pick = np.random.default_rng(cfg.SEED).permutation(len(train_rows))[:t.EVAL_TRAIN_IMAGES]
+        fit = evaluate_rows(model, [train_rows[i] for i in sorted(pick)], ctx, cfg, batch_size=cfg.DATA.VAL_BATCH_SIZE)
+        fit = {k: v for k, v in fit.items() if k not in ("scores", "labels")}
+        if ctx.is_main:
+            (run_dir / TRAIN_EVAL).write_text(json.dumps(fit) + "\n")
     results = evaluate_csvs(model, test_csvs, test_csv_roots, ctx, cfg, run_dir, cfg.TAG) if test_csvs else {}
     cleanup_distributed()
     return model, (results if ctx.is_main else {})

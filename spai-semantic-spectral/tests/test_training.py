@@ -4,10 +4,12 @@ import os
 
 import pytest
 import torch
+from common_utils.train import init_distributed
 from common_utils.train.testing import FAULT_ENV, metrics_rows, run_forked
 from conftest import CONFIGS
 from spai.config import get_config
-from spai.engine import apply_training_stage, build_mixup, mix, train_model
+from spai.data import read_rows
+from spai.engine import apply_training_stage, build_mixup, evaluate_rows, mix, train_model
 from spai.models import build_cls_model
 from spai.optimizer import build_optimizer, layer_id
 
@@ -21,9 +23,16 @@ def _train(tiny_data, out, opts, resume=None):
 
 
 def test_tiny_run_learns(tiny_data, tmp_path):
-    _, results = _train(tiny_data, tmp_path / "run", ["TRAIN.EPOCHS", 4, "TRAIN.BASE_LR", 2e-3])
+    model, results = _train(tiny_data, tmp_path / "run", ["TRAIN.EPOCHS", 4, "TRAIN.BASE_LR", 2e-3,
+                                                          "TRAIN.EVAL_TRAIN_IMAGES", 10**6])
     lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert lines[0]["train_loss"] > lines[3]["train_loss"]
+    # train AUC of the exported weights: eval mode, training images scored as validation scores its images
+    cfg = get_config(CONFIGS / "tiny.yaml", FAST)
+    rows = read_rows(tiny_data / "spai/train.csv", tiny_data, "train")
+    direct = evaluate_rows(model, rows, init_distributed("cpu"), cfg)
+    fit = json.loads((tmp_path / "run/train_eval.json").read_text())
+    assert fit["n"] == len(rows) and fit["auc"] == pytest.approx(direct["auc"], abs=1e-9)
     assert results["test"]["auc"] > 0.85 and not results["test"]["single_class"]
     assert (tmp_path / "run/config.yaml").is_file() and (tmp_path / "run/best.pth").is_file()
 
@@ -187,3 +196,36 @@ def test_tiny_run_learns_synthetic_ai_images(tmp_path):
     assert lines[2]["val_auc"] > 0.7 and lines[2]["val_auc"] > lines[0]["val_auc"]
     aucs = [m["auc"] for m in results.values()]
     assert len(aucs) == 3 and sum(aucs) / 3 > 0.6
+
+
+def _head_auc_on_weak_statistic(input_norm: str, steps: int = 150) -> float:
+    """Train only the head path (norm [-> feature_norm] -> cls_head) on pooled vectors whose label is a small shift of
+    one near-constant similarity statistic among content features that vary a lot (the demo's situation)."""
+    from common_utils.metrics import roc_auc
+    torch.manual_seed(0)
+    m = build_cls_model(get_config(CONFIGS / "tiny.yaml", ["MODEL.CLS_HEAD.INPUT_NORM", input_norm]))
+    g = torch.Generator().manual_seed(1)
+    y = (torch.arange(512) % 2).float()
+    x = torch.randn(512, m.norm.normalized_shape[0], generator=g)
+    x[:, :24] = 0.6 + 0.05 * torch.randn(512, 24, generator=g)
+    x[:, 0] += 0.1 * (2 * y - 1)
+    mods = [m.norm, getattr(m, "feature_norm", torch.nn.Identity()), m.cls_head]
+    opt = torch.optim.AdamW([p for mod in mods for p in mod.parameters()], lr=1e-3)
+    head = torch.nn.Sequential(*mods)
+    for _ in range(steps):
+        i = torch.randint(0, 512, (8,), generator=g)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x[i]).squeeze(-1), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return roc_auc(y.int().numpy(), head.eval()(x).squeeze(-1).numpy())
+
+
+def test_batchnorm_head_input_learns_a_weak_statistic_the_layernorm_head_misses():
+    assert _head_auc_on_weak_statistic("batchnorm") > 0.95
+    assert _head_auc_on_weak_statistic("layernorm") < 0.85  # upstream's head: the defect the option addresses
+    m = build_cls_model(get_config(CONFIGS / "tiny.yaml", ["MODEL.CLS_HEAD.INPUT_NORM", "batchnorm"]))
+    assert "feature_norm.running_mean" in m.state_dict()
+    upstream = build_cls_model(get_config(CONFIGS / "tiny.yaml")).state_dict()
+    assert not any(k.startswith("feature_norm.") for k in upstream)

@@ -248,6 +248,8 @@ class PatchBasedMFViT(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(pv.ATTN_EMBED_DIM, dim, bias=False), nn.Dropout(cfg.MODEL.SID_DROPOUT))
         self.attn_drop = nn.Dropout(cfg.MODEL.SID_DROPOUT)
         self.norm = nn.LayerNorm(dim)
+        if cfg.MODEL.CLS_HEAD.INPUT_NORM == "batchnorm":
+            self.feature_norm = nn.BatchNorm1d(dim)
         self.cls_head = ClassificationHead(dim, 1, cfg.MODEL.CLS_HEAD.MLP_RATIO, cfg.MODEL.SID_DROPOUT)
 
     def patches_attention(self, x: torch.Tensor, return_attn: bool = False):
@@ -293,5 +295,8 @@ class PatchBasedMFViT(nn.Module):
             patches = [self.patchify(im, five_crop) for im in images]
         feats, aux = self.extract(torch.cat(patches), chunk)
         pooled = [self.patches_attention(f[None]) for f in feats.split([p.shape[0] for p in patches])]
-        logits = self.cls_head(self.norm(torch.cat(pooled)))
+        x = self.norm(torch.cat(pooled))  # [B, C]
+        if hasattr(self, "feature_norm"):
+            x = self.feature_norm(x)
+        logits = self.cls_head(x)
         return (logits, aux) if return_aux else logits
