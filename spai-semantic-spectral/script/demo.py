@@ -108,7 +108,8 @@ def main() -> int:
     write_criteria(out / "criteria.json", criteria_list(results, seed))
     (out / "summary.json").write_text(json.dumps(summary(out, results, seed, mfm_rows), indent=2) + "\n")
     for item in json.loads((out / "criteria.json").read_text()):
-        print(f"{item['criterion']:70s} {item['target']:>7s} {item['measured']:.4f} {'pass' if item['pass'] else 'FAIL'}")
+        verdict = "pass" if item["pass"] else "FAIL"
+        print(f"{item['criterion']:70s} {item['target']:>7s} {item['measured']:.4f} {verdict}")
     return 0
 
 
