@@ -17,25 +17,13 @@ stdout: JSON with ``ratios``; stderr: progress.
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def pin_threads() -> int:
-    """``--threads N`` (default 1) into OMP/MKL before torch is imported, so its thread pools start at that size."""
-    n = 1
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = int(sys.argv[i + 1])
-        elif arg.startswith("--threads="):
-            n = int(arg.split("=", 1)[1])
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
-    return n
-
+from common_utils.bench import pin_threads  # torch-free: the thread count is set before torch loads
 
 THREADS = pin_threads()
 import torch  # noqa: E402
