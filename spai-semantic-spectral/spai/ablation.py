@@ -12,7 +12,8 @@ forked RNG stream, so every tensor base SPAI has starts identical at a seed), wi
 
 Writes ``<out>/<row>/seed<k>/`` (one training run each; a finished run is reused, an interrupted one resumed),
 ``ablation.json`` (every run's test metrics) and ``ablation.{md,csv}`` (mean +- std over the seeds per test set,
-and the mean-AUC difference to ``base`` paired by seed).
+and the mean-AUC difference to ``base`` paired by seed, with how many seeds it is positive at and whether it is beyond
+the seed noise: a two-sided paired t-test at 95 % over the seeds; ``all + design loss`` is also compared to ``all``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import json
 import logging
 import re
 from pathlib import Path
+
+from scipy import stats
 
 from .config import get_config
 from .engine import TRAIN_EVAL, train_model
@@ -74,6 +77,20 @@ def all_rows(cfg) -> list[str]:
     return [BASE] + [r for r, k in SWITCHES.items() if _get(cfg, k)] + [ALL, ALL_DESIGN_LOSS]
 
 
+def verdict(deltas: list[float], level: float = 0.95) -> str:
+    """``helps`` / ``hurts`` when the paired differences' mean is beyond the seed noise (two-sided one-sample t-test
+    of the differences against 0 at ``level``), else ``noise``; fewer than two seeds: ``one seed``."""
+    if len(deltas) < 2:
+        return "one seed"
+    m, s = mean_std(deltas)
+    if s == 0.0:
+        return "noise" if m == 0.0 else ("helps" if m > 0 else "hurts")
+    t = m / (s / len(deltas) ** 0.5)
+    if abs(t) <= stats.t.ppf(0.5 + level / 2, len(deltas) - 1):
+        return "noise"
+    return "helps" if t > 0 else "hurts"
+
+
 def slug(row: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", row.lower()).strip("_")
 
@@ -119,16 +136,21 @@ def write_ablation(results: dict, out: Path) -> list[Path]:
     json_path = out / "ablation.json"
     json_path.write_text(json.dumps({r: {str(s): v for s, v in by_seed.items()} for r, by_seed in results.items()},
                                     indent=1) + "\n")
-    header = ["row", *[f"{t} AUC" for t in sets], "mean AUC", "Δ mean AUC vs base", *[f"{t} AP" for t in sets]]
-    md = [f"Mean ± std over seeds {', '.join(map(str, seeds))} (Δ: difference to `base` at the same seed, "
-          "mean ± std over seeds).", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    header = ["row", *[f"{t} AUC" for t in sets], "mean AUC", "Δ mean AUC vs base", "Δ > 0 at seeds",
+              "Δ beyond seed noise?", *[f"{t} AP" for t in sets]]
+    md = [f"Mean ± std over seeds {', '.join(map(str, seeds))} (Δ: difference to `base` at the same seed, mean ± std "
+          "over seeds; beyond seed noise: two-sided paired t-test of the Δs at 95 %).", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table = []
     for row in rows:
         own = sorted(results[row])
         means = [mean_auc(row, s) for s in own]
         paired = [mean_auc(row, s) - mean_auc(BASE, s) for s in own if BASE in results and s in results[BASE]]
-        cells = [pm(values(row, t, "auc")) for t in sets] + [pm(means), pm(paired) if paired and row != BASE
-                                                              else "-"] + [pm(values(row, t, "ap")) for t in sets]
+        compared = bool(paired) and row != BASE
+        cells = ([pm(values(row, t, "auc")) for t in sets] + [pm(means)]
+                 + ([pm(paired), f"{sum(d > 0 for d in paired)}/{len(paired)}", verdict(paired)] if compared
+                    else ["-", "-", "-"])
+                 + [pm(values(row, t, "ap")) for t in sets])
         md.append(f"| {row} | " + " | ".join(cells) + " |")
         for t in sets:
             for metric in ("auc", "ap"):
@@ -136,9 +158,18 @@ def write_ablation(results: dict, out: Path) -> list[Path]:
                 table.append([row, t, metric, f"{m:.6f}", f"{s:.6f}", len(own)])
         m, s = mean_std(means)
         table.append([row, "mean", "auc", f"{m:.6f}", f"{s:.6f}", len(own)])
-        if paired and row != BASE:
+        if compared:
             m, s = mean_std(paired)
             table.append([row, "mean", "delta_auc_vs_base", f"{m:.6f}", f"{s:.6f}", len(paired)])
+    if ALL_DESIGN_LOSS in results and ALL in results:  # the design's loss against the same model with the config's
+        both = [s for s in sorted(results[ALL_DESIGN_LOSS]) if s in results[ALL]]
+        paired = [mean_auc(ALL_DESIGN_LOSS, s) - mean_auc(ALL, s) for s in both]
+        if paired:
+            md += ["", f"`{ALL_DESIGN_LOSS}` vs `{ALL}` (the design's loss instead of the config's, paired by seed): Δ "
+                       f"mean AUC {pm(paired)}, > 0 at {sum(d > 0 for d in paired)}/{len(paired)} seeds, "
+                       f"{verdict(paired)}."]
+            m, s = mean_std(paired)
+            table.append([ALL_DESIGN_LOSS, "mean", "delta_auc_vs_all", f"{m:.6f}", f"{s:.6f}", len(paired)])
     md_path = out / "ablation.md"
     md_path.write_text("\n".join(md) + "\n")
     csv_path = out / "ablation.csv"
