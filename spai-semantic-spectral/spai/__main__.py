@@ -122,7 +122,7 @@ def cmd_robustness(args):
     kinds = args.kinds.split(",") if args.kinds else list(LEVELS)
     results = sweep(model, args.test_csv, args.test_csv_root_dir, ctx, cfg, kinds, args.batch_size)
     if ctx.is_main:
-        paths = write_sweep(results, Path(args.output), title=f"robustness of {Path(args.model).name}")
+        paths = write_sweep(results, Path(args.output), title=f"robustness of {args.model}")
         print(paths[1].read_text(), end="")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,11 @@ def sweep(model, csvs, roots, ctx, cfg, kinds=tuple(LEVELS), batch_size=None) ->
 
 
 def _curve(results: dict, kind: str, name: str) -> tuple[list[float], list[float | None]]:
-    xs = [CLEAN[kind]] + [float(level) for level in results[kind]]
-    ys = [results["clean"][name]] + [results[kind][level][name] for level in results[kind]]
-    return xs, ys
+    """Points of one curve in increasing strength value (the clean point where it falls: resize has levels on
+    both sides of 1), so that the line joins neighbouring strengths."""
+    points = sorted([(CLEAN[kind], results["clean"][name])]
+                    + [(float(level), results[kind][level][name]) for level in results[kind]])
+    return [x for x, _ in points], [y for _, y in points]
 
 
 def write_sweep(results: dict, out_dir: Path, title: str = "") -> list[Path]:
@@ -108,13 +111,16 @@ def write_sweep(results: dict, out_dir: Path, title: str = "") -> list[Path]:
     md_path.write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.2), squeeze=False, sharey=True)
+    lowest = min([v for per_set in [results["clean"]] + [p for k in kinds for p in results[k].values()]
+                  for v in per_set.values() if v is not None], default=0.4)
+    bottom = min(0.4, math.floor(lowest * 10) / 10)  # every point visible, below-chance ones too
     for ax, kind in zip(axes[0], kinds):
         for name in names:
             xs, ys = _curve(results, kind, name)
             ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", ms=3, label=name)
         if kind in ("jpeg", "webp"):
             ax.invert_xaxis()  # stronger compression to the right
-        ax.set(xlabel=AXIS[kind], ylim=(0.4, 1.01))
+        ax.set(xlabel=AXIS[kind], ylim=(bottom, 1.01))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("AUC")
     axes[0][-1].legend(fontsize=7, loc="lower left")

@@ -11,7 +11,7 @@ from PIL import Image
 from spai.ablation import ALL, ALL_DESIGN_LOSS, BASE, SWITCHES, all_rows, row_options, verdict, write_ablation
 from spai.config import get_config
 from spai.models import build_cls_model
-from spai.robustness import LEVELS, Perturbation, sweep, write_sweep
+from spai.robustness import LEVELS, Perturbation, _curve, sweep, write_sweep
 from spai.tables import write_test_tables
 from spai.tools.create_test_csvs import create_test_csvs, parse_fake
 
@@ -161,3 +161,9 @@ def test_sweep_scores_every_level_and_writes_table_and_plot(tiny_data, tmp_path)
     assert png_path.stat().st_size > 1000
     md = md_path.read_text().splitlines()
     assert len(md) == 3 + len(LEVELS["jpeg"]) + len(LEVELS["blur"]) and md[2].startswith("| none | - |")
+
+
+def test_robustness_curves_join_neighbouring_strengths():
+    results = {"clean": {"a": 0.9}, "resize": {"1.5": {"a": 0.8}, "1.25": {"a": 0.85}, "0.75": {"a": 0.7},
+                                                "0.5": {"a": 0.6}}}
+    assert _curve(results, "resize", "a") == ([0.5, 0.75, 1.0, 1.25, 1.5], [0.6, 0.7, 0.9, 0.85, 0.8])
