@@ -24,6 +24,25 @@ def test_batch_mixing_image_sizes_matches_single_calls(model):
     torch.testing.assert_close(batch, single, atol=1e-5, rtol=0)
 
 
+def test_cpu_chunk_bound_splits_extraction_without_changing_outputs():
+    """MODEL.FEATURE_EXTRACTION_BATCH_CPU bounds the chunk on a CPU; logits and aux equal the one-chunk call."""
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 200, 200, generator=g), torch.rand(3, 150, 260, generator=g)]  # 9 + 8 grid patches
+    out, seen = {}, {}
+    for bound in (0, 4):
+        torch.manual_seed(0)
+        m = build_cls_model(get_config(CONFIGS / "tiny.yaml", ["MODEL.FEATURE_EXTRACTION_BATCH_CPU", bound])).eval()
+        seen[bound] = []
+        m.mfvit.register_forward_pre_hook(lambda _, args, b=bound: seen[b].append(args[0].shape[0]))
+        with torch.no_grad():
+            out[bound] = m(images, 64, return_aux=True)
+    assert seen == {0: [17], 4: [4, 4, 4, 4, 1]}
+    torch.testing.assert_close(out[4][0], out[0][0], atol=1e-6, rtol=0)
+    for k, parts in out[0][1].items():
+        for c, t in parts.items():
+            torch.testing.assert_close(out[4][1][k][c], t, atol=1e-6, rtol=0)
+
+
 def test_patching_grid_and_five_crop(model):
     x = torch.arange(3 * 130 * 200, dtype=torch.float32).reshape(3, 130, 200)
     grid = model.patchify(x)  # 2 x 3 grid of 64 at stride 64 = 6 >= 4 patches, remainder dropped

@@ -238,6 +238,7 @@ class PatchBasedMFViT(nn.Module):
         pv = cfg.MODEL.PATCH_VIT
         self.img_size, self.stride, self.min_patches = cfg.DATA.IMG_SIZE, pv.PATCH_STRIDE, pv.MINIMUM_PATCHES
         self.feature_extraction_batch = cfg.MODEL.FEATURE_EXTRACTION_BATCH
+        self.cpu_chunk_bound = cfg.MODEL.FEATURE_EXTRACTION_BATCH_CPU
         self.mfvit = MFViT(cfg)
         dim, self.heads = self.mfvit.out_dim, pv.NUM_HEADS
         if pv.ATTN_EMBED_DIM % pv.NUM_HEADS:
@@ -274,8 +275,13 @@ class PatchBasedMFViT(nn.Module):
         return grid
 
     def extract(self, patches: torch.Tensor, chunk: int | None):
-        """Per-patch vectors in chunks of ``chunk`` patches: [P, 3, S, S] -> [P, C], aux (concatenated)."""
+        """Per-patch vectors in chunks of ``chunk`` patches: [P, 3, S, S] -> [P, C], aux (concatenated).
+
+        On a CPU the chunk is at most ``MODEL.FEATURE_EXTRACTION_BATCH_CPU`` patches (0: no bound), where bigger
+        chunks only add page-fault time per patch; the result does not depend on the chunk."""
         chunk = chunk or patches.shape[0]
+        if patches.device.type == "cpu" and self.cpu_chunk_bound > 0:
+            chunk = min(chunk, self.cpu_chunk_bound)
         outs = [self.mfvit(patches[i:i + chunk]) for i in range(0, patches.shape[0], chunk)]
         feats = torch.cat([o[0] for o in outs])
         aux = {k: {c: torch.cat([o[1][k][c] for o in outs]) for c in outs[0][1][k]} for k in outs[0][1]}
