@@ -43,6 +43,20 @@ def test_ema_update_formula():
     assert not pm.prototypes.requires_grad
 
 
+
+def test_prototypes_of_a_checkpoint_with_the_old_initialized_flag_continue_as_the_plain_ema():
+    """A state dict from before ``updates`` (a bool ``initialized`` buffer) loads strictly: an initialised class
+    takes the EMA at m from its next batch, as it would have; an uninitialised one starts from that batch."""
+    pm = PrototypeManager(4, "ema", momentum=0.99)
+    old = {"prototypes": torch.tensor([[1.0, 0, 0, 0], [0.0, 0, 0, 0]]), "initialized": torch.tensor([True, False])}
+    pm.load_state_dict(old)  # strict
+    assert pm.updates.tolist() == [99, 0]
+    h = torch.randn(2, 3, 4)
+    pm.update(h, torch.tensor([0, 1]), torch.ones(2, 3, dtype=torch.bool))
+    means = F.normalize(h, dim=-1).mean(1)
+    torch.testing.assert_close(pm.prototypes[0], 0.99 * old["prototypes"][0] + 0.01 * means[0])
+    torch.testing.assert_close(pm.prototypes[1], means[1])
+
 def test_dot_similarity_uses_unnormalised_frames():
     """model.similarity=dot: EMA / fixed prototypes are means of the raw frames and the loss is h . p / T."""
     torch.manual_seed(0)

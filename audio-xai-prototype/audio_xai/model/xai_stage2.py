@@ -1,4 +1,6 @@
 """Stage 2 XAI module: importance network h(t) -> w(t) and class prototypes (trained on a frozen detector)."""
+import math
+
 import torch
 import torch.nn.functional as F
 from common_utils.train import all_reduce_mean
@@ -68,6 +70,15 @@ class PrototypeManager(nn.Module):
     def initialized(self) -> torch.Tensor:
         """[C] bool: the class has a prototype (ema: at least one update; fixed: set)."""
         return self.updates > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A checkpoint written before ``updates`` holds a bool ``initialized`` [C] instead: an initialised class
+        continues as that code did (the plain EMA at ``momentum``, i.e. past the running-mean start), others start."""
+        old = state_dict.pop(prefix + "initialized", None)
+        if old is not None and prefix + "updates" not in state_dict:
+            past_start = math.ceil(self.momentum / (1 - self.momentum)) if self.momentum < 1 else 1
+            state_dict[prefix + "updates"] = old.to(torch.long) * past_start
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def update(self, h, y, mask, spoof_weight=None) -> None:
