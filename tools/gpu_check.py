@@ -417,6 +417,7 @@ def main(argv=None) -> int:
     p.add_argument("--run-timeout", type=float, default=300, help="seconds allowed per training command (amp)")
     p.add_argument("--cpu-dry-run", action="store_true", help="run every section on the CPU at toy sizes")
     a = p.parse_args(argv)
+    a.out = a.out.resolve()  # the training commands run inside each project folder
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:

@@ -17,13 +17,16 @@ stdout: JSON with ``ratios``; stderr: progress.
 """
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common_utils.bench import pin_threads  # torch-free: the thread count is set before torch loads
+from common_utils.bench import (  # torch-free: the thread count is set before torch loads
+    clock,
+    median_seconds,
+    pin_threads,
+)
 
 THREADS = pin_threads()
 import torch  # noqa: E402
@@ -40,28 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def log(msg: str) -> None:
     print(f"[stage2_cache] {msg}", file=sys.stderr, flush=True)
-
-
-def clock(device: torch.device):
-    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
-    if device.type == "cpu" and THREADS == 1:
-        return time.process_time, "process CPU time (1 thread)"
-    return time.perf_counter, "wall time"
-
-
-def median_seconds(fn, repeats: int, device: torch.device, warmup: int = 1) -> float:
-    now, _ = clock(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t = now()
-        fn()
-        sync()
-        times.append(now() - t)
-    return statistics.median(times)
 
 
 def cached_features(tmp: Path, n: int, frames: int, dim: int) -> torch.Tensor:
@@ -98,7 +79,8 @@ def main():
     with torch.no_grad():
         h = frame_embeddings(detector, wave[:1], layer)
     frames, dim = h.shape[1:]
-    tower_s = median_seconds(lambda: frame_embeddings(detector, wave, layer), max(1, a.repeats - 1), device) / a.clips
+    tower_s = median_seconds(lambda: frame_embeddings(detector, wave, layer), max(1, a.repeats - 1), device,
+                             THREADS) / a.clips
     log(f"front-end forward: {tower_s:.3f} s/clip ({cut} samples -> {frames} x {dim})")
 
     batch, tr = cfg.train.batch_size, cfg.train
@@ -126,13 +108,13 @@ def main():
                 terms = xai(h, y, mask)
             step(terms["total"])
 
-        step_s = median_seconds(cached_step, timed, device, warmup=warmup)
+        step_s = median_seconds(cached_step, timed, device, THREADS, warmup=warmup)
     log(f"cached Stage 2 step (batch {batch}): {step_s:.3f} s")
 
     recompute_step = batch * tower_s + step_s
     print(json.dumps({
         "bench": "audio-xai-prototype/bench/stage2_cache.py",
-        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device)[1],
+        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device, THREADS)[1],
         "repeats": a.repeats, "statistic": "median after warm-up calls",
         "setup": {"front_end": f"XLS-R {ssl.num_hidden_layers} x {ssl.hidden_size}, {n_params:,} params, random init",
                   "feature_layer": str(layer), "clip_samples": cut, "clips_timed": a.clips,

@@ -19,20 +19,43 @@ def test_importance_in_unit_interval():
 
 
 def test_ema_update_formula():
+    """The first batch initialises p_c; up to 1 / (1 - m) batches p_c is their running mean (equal weights, so it
+    is not left seeded by one batch, which made Stage 2's contrastive term drift), then p <- m p + (1 - m) mean."""
     torch.manual_seed(0)
-    pm = PrototypeManager(4, "ema", momentum=0.9)
+    pm = PrototypeManager(4, "ema", momentum=0.75)                   # horizon 1 / (1 - m) = 4 batches
     mask = torch.tensor([[True, True, False], [True, True, True]])
     h1, y = torch.randn(2, 3, 4), torch.tensor([0, 1])
     pm.update(h1, y, mask)
     first = torch.stack([F.normalize(h1[0, :2], dim=-1).mean(0), F.normalize(h1[1], dim=-1).mean(0)])
-    torch.testing.assert_close(pm.prototypes, first)        # first batch initialises
-    h2 = torch.randn(2, 3, 4)
-    pm.update(h2, torch.tensor([1, 1]), torch.ones(2, 3, dtype=torch.bool))
-    batch_mean = F.normalize(h2, dim=-1).reshape(-1, 4).mean(0)
-    torch.testing.assert_close(pm.prototypes[1], 0.9 * first[1] + 0.1 * batch_mean)
-    torch.testing.assert_close(pm.prototypes[0], first[0])  # absent class unchanged
+    torch.testing.assert_close(pm.prototypes, first)                # first batch initialises
+    batch_means = [first[1]]
+    for _ in range(3):                                               # batches 2..4 of class 1: the running mean
+        h = torch.randn(2, 3, 4)
+        pm.update(h, torch.tensor([1, 1]), torch.ones(2, 3, dtype=torch.bool))
+        batch_means.append(F.normalize(h, dim=-1).reshape(-1, 4).mean(0))
+        torch.testing.assert_close(pm.prototypes[1], torch.stack(batch_means).mean(0))
+    h5 = torch.randn(2, 3, 4)                                        # past the horizon: the EMA at m
+    pm.update(h5, torch.tensor([1, 1]), torch.ones(2, 3, dtype=torch.bool))
+    batch_mean = F.normalize(h5, dim=-1).reshape(-1, 4).mean(0)
+    torch.testing.assert_close(pm.prototypes[1], 0.75 * torch.stack(batch_means).mean(0) + 0.25 * batch_mean)
+    torch.testing.assert_close(pm.prototypes[0], first[0])          # absent class unchanged, not counted
+    assert pm.updates.tolist() == [1, 5] and pm.initialized.all()
     assert not pm.prototypes.requires_grad
 
+
+
+def test_prototypes_of_a_checkpoint_with_the_old_initialized_flag_continue_as_the_plain_ema():
+    """A state dict from before ``updates`` (a bool ``initialized`` buffer) loads strictly: an initialised class
+    takes the EMA at m from its next batch, as it would have; an uninitialised one starts from that batch."""
+    pm = PrototypeManager(4, "ema", momentum=0.99)
+    old = {"prototypes": torch.tensor([[1.0, 0, 0, 0], [0.0, 0, 0, 0]]), "initialized": torch.tensor([True, False])}
+    pm.load_state_dict(old)  # strict
+    assert pm.updates.tolist() == [99, 0]
+    h = torch.randn(2, 3, 4)
+    pm.update(h, torch.tensor([0, 1]), torch.ones(2, 3, dtype=torch.bool))
+    means = F.normalize(h, dim=-1).mean(1)
+    torch.testing.assert_close(pm.prototypes[0], 0.99 * old["prototypes"][0] + 0.01 * means[0])
+    torch.testing.assert_close(pm.prototypes[1], means[1])
 
 def test_dot_similarity_uses_unnormalised_frames():
     """model.similarity=dot: EMA / fixed prototypes are means of the raw frames and the loss is h . p / T."""

@@ -17,13 +17,16 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from common_utils.bench import pin_threads  # torch-free: the thread count is set before torch loads
+from common_utils.bench import (  # torch-free: the thread count is set before torch loads
+    clock,
+    medians,
+    pin_threads,
+)
 
 THREADS = pin_threads()
 import torch  # noqa: E402
@@ -37,30 +40,6 @@ torch.set_num_threads(THREADS)
 
 def log(msg: str) -> None:
     print(f"[bench_infer] {msg}", file=sys.stderr, flush=True)
-
-
-def clock(device: torch.device):
-    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
-    if device.type == "cpu" and THREADS == 1:
-        return time.process_time, "process CPU time (1 thread)"
-    return time.perf_counter, "wall time"
-
-
-def medians(fns: dict, repeats: int, device: torch.device) -> dict:
-    """Seconds per call of each fn: one warm-up call each, then ``repeats`` rounds interleaving the fns; medians."""
-    now, _ = clock(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            t = now()
-            fn()
-            sync()
-            times[name].append(now() - t)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def loader_images_per_s(cfg, workers: int, max_images: int) -> float:
@@ -79,7 +58,7 @@ def adamw_step_seconds(params, device) -> dict:
     for name, kw in (("single_tensor", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
         try:
             opt = torch.optim.AdamW(params, lr=1e-4, **kw)
-            out[name] = medians({name: opt.step}, 10, device)[name]
+            out[name] = medians({name: opt.step}, 10, device, THREADS)[name]
         except (RuntimeError, TypeError) as e:
             out[name] = f"unavailable: {e}"
     return out
@@ -102,7 +81,7 @@ def time_variants(models: dict, size: int, batches, repeats: int, device) -> dic
         with torch.inference_mode():
             fns = {f"{name}@{batch}": (lambda m=model, v=(x if name == "eager" else xl): m(v))
                    for name, model in models.items()}
-            seconds.update(medians(fns, repeats, device))
+            seconds.update(medians(fns, repeats, device, THREADS))
         log(", ".join(f"{k} {batch / v:.1f} img/s" for k, v in seconds.items() if k.endswith(f"@{batch}")))
     return seconds
 
@@ -162,7 +141,7 @@ def main():
     eager, nhwc = build_pair(cfg, device)
     seconds = time_variants({"eager": eager, "channels_last": nhwc}, size, args.batches, args.repeats, device)
     result = {"bench": "cascade-fast-filter/bench/bench_infer.py", "threads": THREADS, "device": args.device,
-              "torch": torch.__version__, "clock": clock(device)[1], "repeats": args.repeats,
+              "torch": torch.__version__, "clock": clock(device, THREADS)[1], "repeats": args.repeats,
               "statistic": "median of interleaved repeats after a warm-up call",
               "model": cfg.model.name, "input_size": size,
               "images_per_s": {k: int(k.split("@")[1]) / v for k, v in seconds.items()}}

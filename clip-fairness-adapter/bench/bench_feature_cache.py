@@ -17,13 +17,16 @@ stdout: JSON with ``ratios``; stderr: progress.
 """
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common_utils.bench import pin_threads  # torch-free: the thread count is set before torch loads
+from common_utils.bench import (  # torch-free: the thread count is set before torch loads
+    clock,
+    median_seconds,
+    pin_threads,
+)
 
 THREADS = pin_threads()
 import torch  # noqa: E402
@@ -47,28 +50,6 @@ SCHEMA = ROOT / "config/train_stage2_independent_adapter.yaml"
 
 def log(msg: str) -> None:
     print(f"[bench_feature_cache] {msg}", file=sys.stderr, flush=True)
-
-
-def clock(device: torch.device):
-    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
-    if device.type == "cpu" and THREADS == 1:
-        return time.process_time, "process CPU time (1 thread)"
-    return time.perf_counter, "wall time"
-
-
-def median_seconds(fn, repeats: int, device: torch.device, warmup: int = 1) -> float:
-    now, _ = clock(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t = now()
-        fn()
-        sync()
-        times.append(now() - t)
-    return statistics.median(times)
 
 
 def cached_loader(cfg, ctx, tmp: Path, n_rows: int, n_tokens: int):
@@ -96,7 +77,7 @@ def adamw_step_seconds(params, repeats: int, device) -> dict:
     for name, kw in (("single_tensor", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
         try:
             opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, **kw)
-            out[name] = median_seconds(opt.step, repeats, device, warmup=2)
+            out[name] = median_seconds(opt.step, repeats, device, THREADS, warmup=2)
         except (RuntimeError, TypeError) as e:  # e.g. no fused kernel for this device / dtype
             out[name] = f"unavailable: {e}"
     return out
@@ -122,7 +103,7 @@ def main():
         log(f"{cfg.clip.name} built in {time.perf_counter() - t0:.1f}s (random init); {THREADS} thread(s)")
 
         images = torch.rand(a.images, 3, cfg.clip.image_size, cfg.clip.image_size, device=device)
-        tower_s = median_seconds(lambda: encoder(images), max(1, a.repeats - 1), device) / a.images
+        tower_s = median_seconds(lambda: encoder(images), max(1, a.repeats - 1), device, THREADS) / a.images
         log(f"tower forward: {tower_s:.3f} s/image")
 
         batch = cfg.train.batch_size
@@ -141,7 +122,7 @@ def main():
             train_one_epoch(objective, step, loader, cfg, ctx, epoch["n"])
             epoch["n"] += 1
 
-        step_s = median_seconds(cached_epoch, a.repeats, device) / len(loader)
+        step_s = median_seconds(cached_epoch, a.repeats, device, THREADS) / len(loader)
         log(f"cached heads step (batch {batch}): {step_s:.3f} s")
         adamw_s = adamw_step_seconds(params, 10, device)
         log(f"AdamW step: {adamw_s}")
@@ -153,7 +134,7 @@ def main():
                    for k, v in timed.items() if k != "single_tensor" and "single_tensor" in timed})
     print(json.dumps({
         "bench": "clip-fairness-adapter/bench/bench_feature_cache.py",
-        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device)[1],
+        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device, THREADS)[1],
         "repeats": a.repeats, "statistic": "median after a warm-up call",
         "setup": {"clip": f"{cfg.clip.name} at {cfg.clip.image_size}, token layers {list(cfg.clip.token_layers)}, "
                           "random init", "batch_size": batch, "images_timed": a.images,

@@ -14,13 +14,15 @@ stderr: progress.
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 from itertools import combinations
 from pathlib import Path
 
-from common_utils.bench import pin_threads  # torch-free: the thread count is set before torch loads
+from common_utils.bench import (  # torch-free: the thread count is set before torch loads
+    clock,
+    medians,
+    pin_threads,
+)
 
 THREADS = pin_threads()
 import torch  # noqa: E402
@@ -35,31 +37,6 @@ NUM_SUBGROUPS = 8
 
 def log(msg: str) -> None:
     print(f"[bench_sinkhorn] {msg}", file=sys.stderr, flush=True)
-
-
-def clock(device: torch.device):
-    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
-    if device.type == "cpu" and THREADS == 1:
-        return time.process_time, "process CPU time (1 thread)"
-    return time.perf_counter, "wall time"
-
-
-def medians(fns: dict, repeats: int, device: torch.device) -> dict:
-    """Seconds per call of each fn: one warm-up call each, then ``repeats`` rounds interleaving the fns; medians."""
-    now, _ = clock(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for r in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            t = now()
-            fn()
-            sync()
-            times[name].append(now() - t)
-        log(f"round {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 # ---- the two sides ------------------------------------------------------------------------------------------------
@@ -132,11 +109,11 @@ def main():
         "stage2_loss": lambda: forward_backward(stage2, features, labels, subgroups),
         "stage2_loop": lambda: forward_backward(lambda x, y, s: loop_stage2(loop2, x, y, s), features, labels,
                                                 subgroups),
-    }, a.repeats, device)
+    }, a.repeats, device, THREADS, log=log)
     ls = cfg1.loss
     print(json.dumps({
         "bench": "clip-fairness-adapter/bench/bench_sinkhorn.py",
-        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device)[1],
+        "threads": THREADS, "device": a.device, "torch": torch.__version__, "clock": clock(device, THREADS)[1],
         "repeats": a.repeats, "statistic": "median after 1 warm-up call",
         "setup": {"subgroups": NUM_SUBGROUPS, "points_per_subgroup": a.points, "dim": a.dim,
                   "features": "random unit-norm float32", "blur": ls.sinkhorn_blur, "scaling": ls.sinkhorn_scaling,

@@ -38,7 +38,7 @@ import torch
 from .data.errors import DataFormatError
 
 __all__ = [
-    "WeightsFileError", "MappingStandIn", "detect_format", "load_weights", "read_state_dict",
+    "WeightsFileError", "MappingStandIn", "detect_format", "load_bytes", "load_weights", "read_state_dict",
     "read_torchscript_state_dict", "restricted_pickle_module", "restricted_unpickler",
 ]
 
@@ -259,10 +259,25 @@ def _torch_load(path: Path, map_location, safe_globals, stand_ins, what: str) ->
         raise WeightsFileError(path, _unreadable_message(e, what)) from e
 
 
-def _refused_message(torch_message: str, what: str) -> str:
+def load_bytes(data: bytes, *, what: str = "object") -> Any:
+    """What ``torch.save`` wrote into ``data`` (e.g. bytes sent between processes), read weights-only onto the CPU.
+
+    A pickled global a weights-only load refuses raises ``TypeError`` naming it (nothing of it runs)."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise TypeError(f"{what} holds {_refused_global(str(e))}, which a weights-only load refuses; keep to tensors, "
+                        "numbers, strings, lists, tuples and dicts") from None
+
+
+def _refused_global(torch_message: str) -> str:
     m = (re.search(r"GLOBAL ([\w.]+)", torch_message) or re.search(r"global '([^']+)'", torch_message)
          or re.search(r"unrecognized function ([^\n]+)", torch_message))
-    found = f"the pickled global '{m.group(1)}'" if m else "a pickled object"
+    return f"the pickled global '{m.group(1)}'" if m else "a pickled object"
+
+
+def _refused_message(torch_message: str, what: str) -> str:
+    found = _refused_global(torch_message)
     return f"{what} holds {found}, which no weights file needs; refused without running it: {_CONVERT_HINT}"
 
 

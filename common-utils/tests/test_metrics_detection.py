@@ -108,3 +108,39 @@ def test_image_eval_without_detections_or_ground_truth():
     assert ev.summary(no_gt) == {"AP": None, "AR100": None}
     with pytest.raises(ValueError, match="one entry per image"):
         ev.summary([1, 2])
+
+
+@pytest.mark.parametrize("cat_ids, world", [(None, 2), ([1], 3), ([1], 9)])
+def test_image_eval_merged_from_shards_equals_one_evaluation(cat_ids, world):
+    """Each rank evaluates images rank, rank + world, ... (9 ranks: one gets no image); the merged state, sent
+    through a weights-only torch.save/load as between ranks, re-aggregates exactly like one evaluation."""
+    import torch
+    from common_utils.metrics.detection import CocoImageEval
+
+    gt, dets = _scene(5)
+    ids = sorted(im["id"] for im in gt["images"])
+    parts = []
+    for rank in range(world):
+        shard = ids[rank::world]
+        mine = [d for d in dets if d["image_id"] in shard]
+        buf = io.BytesIO()
+        torch.save(CocoImageEval(gt, mine, cat_ids=cat_ids, img_ids=shard).state(), buf)
+        buf.seek(0)
+        parts.append(CocoImageEval.from_state(torch.load(buf, weights_only=True)))
+    merged = CocoImageEval.merge(parts[::-1])  # the order of the parts does not matter
+    whole = CocoImageEval(gt, dets, cat_ids=cat_ids)
+    assert merged.image_ids == whole.image_ids == ids
+    assert merged.summary() == whole.summary()
+    counts = np.random.default_rng(0).multinomial(len(ids), [1 / len(ids)] * len(ids))
+    assert merged.summary(counts) == whole.summary(counts)
+
+
+def test_image_eval_merge_refuses_overlapping_or_mismatched_parts():
+    from common_utils.metrics.detection import CocoImageEval
+
+    gt, dets = _scene(6)
+    a = CocoImageEval(gt, dets, cat_ids=[1], img_ids=[1, 2, 3])
+    with pytest.raises(ValueError, match="image 3 is in two parts"):
+        CocoImageEval.merge([a, CocoImageEval(gt, dets, cat_ids=[1], img_ids=[3, 4])])
+    with pytest.raises(ValueError, match="different categories"):
+        CocoImageEval.merge([a, CocoImageEval(gt, dets, cat_ids=[1, 2], img_ids=[4, 5])])

@@ -119,3 +119,14 @@ def test_non_finite_loss_names_the_step():
         check_finite(torch.tensor(float("nan")), step=42)
     with pytest.raises(NonFiniteLossError, match="step 7"):
         check_finite(float("inf"), step=7)
+
+
+def test_gathered_objects_never_unpickle_code():
+    """all_gather_objects reads with a weights-only load: an object that would need code to rebuild is refused,
+    on one process as on many."""
+    import numpy as np
+
+    out = all_gather_objects(({"score": 0.5, "ids": [1, 2]}, torch.arange(3)))
+    assert out[0][0] == {"score": 0.5, "ids": [1, 2]} and torch.equal(out[0][1], torch.arange(3))
+    with pytest.raises(TypeError, match="all_gather_objects: .*numpy.*scalar"):
+        all_gather_objects({"score": np.float64(0.5)})

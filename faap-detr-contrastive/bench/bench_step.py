@@ -15,13 +15,15 @@ stdout: JSON with ``ratios.faap_step_vs_detr_inference`` (step s / inference s p
 """
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common_utils.bench import pin_threads  # torch-free: the thread count is set before torch loads
+from common_utils.bench import (  # torch-free: the thread count is set before torch loads
+    clock,
+    medians,
+    pin_threads,
+)
 
 THREADS = pin_threads()
 import torch  # noqa: E402
@@ -44,31 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def log(msg: str) -> None:
     print(f"[bench_step] {msg}", file=sys.stderr, flush=True)
-
-
-def clock(device: torch.device):
-    """Process CPU time on a 1-thread CPU run (robust to other load on the machine), else wall time."""
-    if device.type == "cpu" and THREADS == 1:
-        return time.process_time, "process CPU time (1 thread)"
-    return time.perf_counter, "wall time"
-
-
-def medians(fns: dict, repeats: int, device: torch.device) -> dict:
-    """Seconds per call of each fn: one warm-up call each, then ``repeats`` rounds interleaving the fns; medians."""
-    now, _ = clock(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for r in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            t = now()
-            fn()
-            sync()
-            times[name].append(now() - t)
-        log(f"round {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main():
@@ -119,11 +96,11 @@ def main():
     def faap_steps():
         train_faap_epoch(epoch, batches, detr, generator, objective, steps, ctx, space, units, proj_head=proj_head)
 
-    sec = {k: v / len(batches) for k, v in medians({"detr_inference": inference, "faap_step": faap_steps},
-                                                    a.repeats, device).items()}
+    sec = medians({"detr_inference": inference, "faap_step": faap_steps}, a.repeats, device, THREADS, log=log)
+    sec = {k: v / len(batches) for k, v in sec.items()}
     print(json.dumps({
         "bench": "faap-detr-contrastive/bench/bench_step.py",
-        "threads": THREADS, "device": str(device), "torch": torch.__version__, "clock": clock(device)[1],
+        "threads": THREADS, "device": str(device), "torch": torch.__version__, "clock": clock(device, THREADS)[1],
         "repeats": a.repeats, "statistic": "median of interleaved repeats after a warm-up call",
         "setup": {"config": a.config, "backbone": cfg.detr.backbone, "queries": cfg.detr.num_queries,
                   "batch_shape": shape, "batches": len(batches), "generator_channels": cfg.generator.base_channels,

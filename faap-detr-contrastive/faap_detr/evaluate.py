@@ -1,6 +1,6 @@
 """Per-gender COCO evaluation: inference sharded over ranks and merged, AP/AR per gender, the M-F gap, and bootstrap
 95 % intervals over images (paired: one resample of each gender's images scores baseline and perturbed alike; the
-resamples sharded over ranks and merged). COCOeval's per-image matching itself runs on every rank."""
+resamples sharded over ranks and merged). COCOeval's per-image matching is sharded over the ranks and merged too."""
 import numpy as np
 import torch
 from common_utils.metrics.detection import CocoImageEval
@@ -47,9 +47,21 @@ def scores_finite(results):
     return torch.tensor([r["score"] for r in results] + [r["bbox"][k] for r in results for k in range(4)])
 
 
-def image_evals(gt_by_gender, results_by_gender, cat_ids):
-    """{gender: CocoImageEval} (per-image matching kept for the bootstrap)."""
-    return {g: CocoImageEval(gt_by_gender[g], results_by_gender[g], cat_ids=cat_ids) for g in gt_by_gender}
+def image_evals(gt_by_gender, results_by_gender, cat_ids, ctx=None):
+    """{gender: CocoImageEval} (per-image matching kept for the bootstrap). COCOeval's per-image matching is sharded
+    over the ranks of `ctx` (images in ascending id, image i on rank i mod world) and merged: every rank gets the
+    evaluation of one process over all images.
+
+    gt_by_gender: {gender: COCO ground-truth dict}; results_by_gender: {gender: [COCO result]} of every image."""
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+    out = {}
+    for g, gt in gt_by_gender.items():
+        shard = sorted(im["id"] for im in gt["images"])[rank::world]
+        mine = set(shard)
+        part = CocoImageEval(gt, [r for r in results_by_gender[g] if r["image_id"] in mine], cat_ids=cat_ids,
+                             img_ids=shard)
+        out[g] = CocoImageEval.merge([CocoImageEval.from_state(s) for s in all_gather_objects(part.state())])
+    return out
 
 
 def gap_summary(evals, counts=None):
@@ -168,7 +180,7 @@ def evaluate(cfg, out_dir=None):
             results[g], m = predict(detr, postprocessor, ds, ctx, cfg.eval.batch_size, gen, space, units)
             check_finite_outputs(scores_finite(results[g]), 0, f"{key} detections ({g})")
             linf = max(linf, m)
-        runs[key] = image_evals(gts, results, cat_ids)
+        runs[key] = image_evals(gts, results, cat_ids, ctx)
     intervals = bootstrap(runs["baseline"], runs["perturbed"], cfg.eval.bootstrap, cfg.eval.bootstrap_seed, ctx=ctx)
     figures = []
     if ctx.is_main and cfg.eval.n_visualize > 0:

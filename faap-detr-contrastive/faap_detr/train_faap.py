@@ -63,7 +63,7 @@ def validate(detr, postprocessor, val_sets, ctx, cfg, generator=None):
     for g, ds in val_sets.items():
         results[g] = predict(detr, postprocessor, ds, ctx, cfg.eval.batch_size, generator, cfg.generator.space,
                              cfg.epsilon.units, cfg.train.precision)[0]
-    return gap_summary(image_evals({g: ds.coco[g] for g, ds in val_sets.items()}, results, [PERSON])), results
+    return gap_summary(image_evals({g: ds.coco[g] for g, ds in val_sets.items()}, results, [PERSON], ctx)), results
 
 
 def selection_key(per, gaps, base_per, max_drop):

@@ -103,19 +103,11 @@ def test_a_conflicting_budget_override_is_an_error(trained):
 
 def test_bootstrap_resamples_sharded_over_ranks_merge_to_the_whole(gender_data):
     """The resamples of two ranks are disjoint and together are the one-rank sequence, value for value."""
-    import numpy as np
-    from faap_detr.datasets.gender_coco import GENDERS, read_gender_json
     from faap_detr.evaluate import PERSON, bootstrap, bootstrap_rows, image_evals
 
-    rng = np.random.default_rng(0)
-    gts = {g: read_gender_json(gender_data / f"gender_{g}_test.json") for g in GENDERS}
-
-    def jittered(scale):  # detections = ground-truth boxes moved by up to `scale` of their size, random scores
-        return {g: [{"image_id": a["image_id"], "category_id": PERSON, "score": float(rng.random()),
-                     "bbox": [v + scale * a["bbox"][2 + k % 2] * float(rng.uniform(-1, 1)) for k, v in
-                              enumerate(a["bbox"])]} for a in gt["annotations"]] for g, gt in gts.items()}
-
-    base, pert = image_evals(gts, jittered(0.3), [PERSON]), image_evals(gts, jittered(0.1), [PERSON])
+    gts, coarse = _jittered_test_split(gender_data, 0.3, seed=0)
+    fine = _jittered_test_split(gender_data, 0.1)[1]
+    base, pert = image_evals(gts, coarse, [PERSON]), image_evals(gts, fine, [PERSON])
     whole = bootstrap_rows(base, pert, 12, seed=3)
     shards = [bootstrap_rows(base, pert, 12, seed=3, rank=r, world_size=2) for r in range(2)]
     assert sorted(shards[0]) == list(range(0, 12, 2)) and sorted(shards[1]) == list(range(1, 12, 2))
@@ -124,3 +116,62 @@ def test_bootstrap_resamples_sharded_over_ranks_merge_to_the_whole(gender_data):
     assert len(set(changes)) > 1  # the resamples differ
     lo, hi = bootstrap(base, pert, 12, seed=3)["change.gap.AP"]
     assert min(changes) <= lo <= hi <= max(changes)
+
+
+def _matching_worker(rank, world, port, gender_data, out_dir):
+    import os
+
+    import torch
+    from common_utils.train import cleanup_distributed, init_distributed
+    from faap_detr.evaluate import image_evals
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    ctx = init_distributed(device="cpu")
+    gts, dets = _jittered_test_split(gender_data)
+    evals = image_evals(gts, dets, [1], ctx)
+    torch.save({g: {"ids": e.image_ids, "all": e.summary(), "resampled": e.summary(_counts(len(e.image_ids)))}
+                for g, e in evals.items()}, os.path.join(out_dir, f"{rank}.pt"))
+    cleanup_distributed()
+
+
+def _jittered_test_split(gender_data, scale=0.3, seed=1):
+    """Each gender's test ground truth and detections = its boxes moved by up to `scale` of their size, random
+    scores."""
+    import numpy as np
+    from faap_detr.datasets.gender_coco import GENDERS, read_gender_json
+
+    rng = np.random.default_rng(seed)
+    gts = {g: read_gender_json(gender_data / f"gender_{g}_test.json") for g in GENDERS}
+    dets = {g: [{"image_id": a["image_id"], "category_id": 1, "score": float(rng.random()),
+                 "bbox": [v + scale * a["bbox"][2 + k % 2] * float(rng.uniform(-1, 1)) for k, v in
+                          enumerate(a["bbox"])]} for a in gt["annotations"]] for g, gt in gts.items()}
+    return gts, dets
+
+
+def _counts(n):
+    import numpy as np
+
+    return np.random.default_rng(2).multinomial(n, np.full(n, 1.0 / n))
+
+
+def test_coco_matching_sharded_over_two_ranks_equals_one_process(gender_data, tmp_path):
+    """Two gloo ranks each match half the images; the merged evaluation on each rank equals one process's, on all
+    images and on a bootstrap resample."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+    from faap_detr.evaluate import image_evals
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_matching_worker, args=(2, port, gender_data, str(tmp_path)), nprocs=2, join=True)
+    gts, dets = _jittered_test_split(gender_data)
+    whole = image_evals(gts, dets, [1])
+    for rank in range(2):
+        got = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        for g, e in whole.items():
+            assert got[g] == {"ids": e.image_ids, "all": e.summary(), "resampled": e.summary(_counts(len(e.image_ids)))}
+            assert 0 < got[g]["all"]["AP"] < 1

@@ -1,4 +1,6 @@
 """Stage 2 XAI module: importance network h(t) -> w(t) and class prototypes (trained on a frozen detector)."""
+import math
+
 import torch
 import torch.nn.functional as F
 from common_utils.train import all_reduce_mean
@@ -43,7 +45,11 @@ def class_means(h, y, mask, num_classes: int = 2, normalize: bool = True, spoof_
 class PrototypeManager(nn.Module):
     """Class prototypes p_c [C, D] (index = label: 0 spoof, 1 bona fide).
 
-    ``ema``: p <- m p + (1 - m) mean_batch (first batch of a class initialises it), no gradient;
+    ``ema``: p <- m_n p + (1 - m_n) mean_batch with m_n = min(momentum, n / (n + 1)), n = the batches of that class
+    already averaged (``updates``), no gradient. The first 1 / (1 - momentum) batches are thus averaged with equal
+    weights (the running class mean; the first batch initialises it), then the EMA forgets at ``momentum``. Seeding
+    a plain EMA with the first batch instead would leave that one batch's mean a weight momentum^n (0.70 after 35
+    steps at 0.99), so the prototypes, and with them the contrastive term, would drift for ~1 / (1 - momentum) steps.
     ``fixed``: the global mean over the training set, set once; ``learnable``: an nn.Parameter.
     Means are over L2-normalised frames if ``normalize`` (cosine similarity), else over the raw frames (dot).
     """
@@ -58,7 +64,21 @@ class PrototypeManager(nn.Module):
             self.prototypes = nn.Parameter(F.normalize(torch.randn(num_classes, dim), dim=-1))
         else:
             self.register_buffer("prototypes", torch.zeros(num_classes, dim))
-        self.register_buffer("initialized", torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer("updates", torch.zeros(num_classes, dtype=torch.long))  # batches averaged per class
+
+    @property
+    def initialized(self) -> torch.Tensor:
+        """[C] bool: the class has a prototype (ema: at least one update; fixed: set)."""
+        return self.updates > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A checkpoint written before ``updates`` holds a bool ``initialized`` [C] instead: an initialised class
+        continues as that code did (the plain EMA at ``momentum``, i.e. past the running-mean start), others start."""
+        old = state_dict.pop(prefix + "initialized", None)
+        if old is not None and prefix + "updates" not in state_dict:
+            past_start = math.ceil(self.momentum / (1 - self.momentum)) if self.momentum < 1 else 1
+            state_dict[prefix + "updates"] = old.to(torch.long) * past_start
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def update(self, h, y, mask, spoof_weight=None) -> None:
@@ -70,9 +90,10 @@ class PrototypeManager(nn.Module):
         means = sums / counts.clamp_min(1e-12)[:, None]
         for c in range(self.num_classes):
             if counts[c] > 1e-6:
-                m = self.momentum if self.initialized[c] else 0.0
+                n = int(self.updates[c])
+                m = min(self.momentum, n / (n + 1))
                 self.prototypes[c] = m * self.prototypes[c] + (1 - m) * means[c]
-                self.initialized[c] = True
+                self.updates[c] += 1
 
     @torch.no_grad()
     def set_global_mean(self, means: torch.Tensor) -> None:
@@ -80,7 +101,7 @@ class PrototypeManager(nn.Module):
         if self.mode != "fixed":
             raise RuntimeError(f"set_global_mean() is for fixed prototypes, this manager is {self.mode!r}")
         self.prototypes.copy_(means)
-        self.initialized.fill_(True)
+        self.updates.fill_(1)
 
     def forward(self) -> torch.Tensor:
         return self.prototypes

@@ -96,8 +96,8 @@ class CocoImageEval:
                 evaluator.params.imgIds = list(img_ids)
             evaluator.evaluate()
         p = evaluator.params
-        self.image_ids = list(p.imgIds)
-        self.cat_ids = list(p.catIds)
+        self.image_ids = [int(i) for i in p.imgIds]  # COCOeval's order: ascending ids
+        self.cat_ids = [int(c) for c in p.catIds]
         self.rec_thrs = np.asarray(p.recThrs)
         n_img, n_area, n_iou = len(p.imgIds), len(p.areaRng), len(p.iouThrs)
         max_det = p.maxDets[-1]
@@ -114,11 +114,73 @@ class CocoImageEval:
                 ignore.append(np.asarray(e["dtIgnore"][:, :max_det]).astype(bool))
                 n_gt[i] = int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
                 n_det[i] = d
-            start = np.concatenate([[0], np.cumsum(n_det)[:-1]])
-            cat = (np.concatenate(scores) if scores else np.zeros(0),
-                   np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
-                   np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool), n_gt, n_det, start)
-            self._per_cat.append(cat)
+            self._per_cat.append(_with_starts(
+                np.concatenate(scores) if scores else np.zeros(0),
+                np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
+                np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool), n_gt, n_det))
+
+    def state(self) -> dict:
+        """This evaluation as lists and tensors, what a weights-only ``torch.load`` reads back (to send it between
+        ranks with ``common_utils.train.all_gather_objects``); :meth:`from_state` is the inverse.
+
+        Per category: scores ``[D]`` float64, matches and ignore flags ``[T, D]`` bool (T IoU thresholds, D the
+        detections of every image, image by image), ground-truth and detection counts ``[N]`` int64 per image."""
+        import torch
+
+        return {"image_ids": list(self.image_ids), "cat_ids": list(self.cat_ids),
+                "rec_thrs": torch.from_numpy(self.rec_thrs.copy()),
+                "per_cat": [[torch.from_numpy(a.copy()) for a in arrays[:5]] for arrays in self._per_cat]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> CocoImageEval:
+        import numpy as np
+
+        ev = cls.__new__(cls)
+        ev.image_ids, ev.cat_ids = list(state["image_ids"]), list(state["cat_ids"])
+        ev.rec_thrs = state["rec_thrs"].numpy()
+        ev._per_cat = [_with_starts(*(np.asarray(t.numpy()) for t in arrays)) for arrays in state["per_cat"]]
+        return ev
+
+    @classmethod
+    def merge(cls, parts: Sequence[CocoImageEval]) -> CocoImageEval:
+        """One evaluation over the images of ``parts`` (evaluations of disjoint image sets with the same categories,
+        e.g. one per rank), equal to evaluating all the images at once: images in COCOeval's order (ascending id)."""
+        import numpy as np
+
+        if not parts:
+            raise ValueError("CocoImageEval.merge needs at least one part")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.cat_ids != first.cat_ids or not np.array_equal(part.rec_thrs, first.rec_thrs):
+                raise ValueError(f"CocoImageEval.merge: parts evaluate different categories ({first.cat_ids} vs "
+                                 f"{part.cat_ids}) or recall thresholds; build every part with the same cat_ids")
+        where = {}  # image id -> (part index, position in that part)
+        for j, part in enumerate(parts):
+            for i, image_id in enumerate(part.image_ids):
+                if image_id in where:
+                    raise ValueError(f"CocoImageEval.merge: image {image_id} is in two parts; shard the images")
+                where[image_id] = (j, i)
+        merged = cls.__new__(cls)
+        merged.image_ids, merged.cat_ids, merged.rec_thrs = sorted(where), list(first.cat_ids), first.rec_thrs
+        merged._per_cat = []
+        for k in range(len(first.cat_ids)):
+            scores, matches, ignore, n_gt, n_det = [], [], [], [], []
+            for image_id in merged.image_ids:
+                j, i = where[image_id]
+                s, m, ig, gt_count, det_count, start = parts[j]._per_cat[k]
+                span = slice(start[i], start[i] + det_count[i])
+                scores.append(s[span])
+                matches.append(m[:, span])
+                ignore.append(ig[:, span])
+                n_gt.append(gt_count[i])
+                n_det.append(det_count[i])
+            n_iou = first._per_cat[k][1].shape[0]
+            merged._per_cat.append(_with_starts(
+                np.concatenate(scores) if scores else np.zeros(0),
+                np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
+                np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool),
+                np.asarray(n_gt, np.int64), np.asarray(n_det, np.int64)))
+        return merged
 
     def summary(self, counts=None) -> dict:
         """``{"AP", "AR100"}`` over the images taken ``counts[i]`` times each (all once when None); None when no
@@ -159,3 +221,10 @@ class CocoImageEval:
         if not aps:
             return {"AP": None, "AR100": None}
         return {"AP": float(np.mean(aps)), "AR100": float(np.mean(ars))}
+
+
+def _with_starts(scores, matches, ignore, n_gt, n_det) -> tuple:
+    """One category's arrays of :class:`CocoImageEval` plus each image's first detection index ``[N]``."""
+    import numpy as np
+
+    return scores, matches, ignore, n_gt, n_det, np.concatenate([[0], np.cumsum(n_det)[:-1]]).astype(np.int64)

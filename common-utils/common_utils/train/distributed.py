@@ -1,12 +1,15 @@
 """Distributed set-up from torchrun or SLURM variables (nccl on GPU, gloo on CPU) and small collectives."""
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..safe_load import load_bytes
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,8 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate along dim 0 the tensors of every rank, in rank order; sizes along dim 0 may differ."""
-    if not _active():
-        return tensor
+def _gather_padded(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's ``tensor`` in rank order (sizes along dim 0 may differ; the other dims must agree)."""
     world = dist.get_world_size()
     n = torch.tensor([tensor.shape[0]], device=tensor.device)
     sizes = [torch.zeros_like(n) for _ in range(world)]
@@ -120,16 +121,33 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     padded[: tensor.shape[0]] = tensor
     parts = [torch.zeros_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
-    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)])
+    return [p[: int(s.item())] for p, s in zip(parts, sizes)]
+
+
+def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate along dim 0 the tensors of every rank, in rank order; sizes along dim 0 may differ."""
+    if not _active():
+        return tensor
+    return torch.cat(_gather_padded(tensor))
 
 
 def all_gather_objects(obj) -> list:
-    """Every rank's picklable ``obj``, in rank order, on every rank (``[obj]`` without a process group)."""
-    if not _active():
-        return [obj]
-    out: list = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+    """Every rank's ``obj``, in rank order, on every rank (one element without a process group).
+
+    ``obj`` holds what a weights-only ``torch.load`` reads (tensors, numbers, strings, lists, tuples, dicts); it
+    travels as ``torch.save`` bytes and is read back with ``weights_only=True``, so no rank runs pickled code
+    (``dist.all_gather_object`` would unpickle freely). One process round-trips it too, so an object that could not
+    cross ranks fails on one as well. Tensors come back on the CPU.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+    if _active():
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        parts = [p.cpu() for p in _gather_padded(payload.to(device))]
+    else:
+        parts = [payload]
+    return [load_bytes(p.numpy().tobytes(), what="all_gather_objects: the object") for p in parts]
 
 
 def cleanup_distributed() -> None:
