@@ -114,10 +114,7 @@ class CocoImageEval:
                 ignore.append(np.asarray(e["dtIgnore"][:, :max_det]).astype(bool))
                 n_gt[i] = int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
                 n_det[i] = d
-            self._per_cat.append(_with_starts(
-                np.concatenate(scores) if scores else np.zeros(0),
-                np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
-                np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool), n_gt, n_det))
+            self._per_cat.append(_joined(scores, matches, ignore, n_gt, n_det, n_iou))
 
     def state(self) -> dict:
         """This evaluation as lists and tensors, what a weights-only ``torch.load`` reads back (to send it between
@@ -174,12 +171,7 @@ class CocoImageEval:
                 ignore.append(ig[:, span])
                 n_gt.append(gt_count[i])
                 n_det.append(det_count[i])
-            n_iou = first._per_cat[k][1].shape[0]
-            merged._per_cat.append(_with_starts(
-                np.concatenate(scores) if scores else np.zeros(0),
-                np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
-                np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool),
-                np.asarray(n_gt, np.int64), np.asarray(n_det, np.int64)))
+            merged._per_cat.append(_joined(scores, matches, ignore, n_gt, n_det, first._per_cat[k][1].shape[0]))
         return merged
 
     def summary(self, counts=None) -> dict:
@@ -221,6 +213,16 @@ class CocoImageEval:
         if not aps:
             return {"AP": None, "AR100": None}
         return {"AP": float(np.mean(aps)), "AR100": float(np.mean(ars))}
+
+
+def _joined(scores: list, matches: list, ignore: list, n_gt, n_det, n_iou: int) -> tuple:
+    """One category's per-image pieces (scores ``[d_i]``, flags ``[T, d_i]``) joined image after image."""
+    import numpy as np
+
+    return _with_starts(np.concatenate(scores) if scores else np.zeros(0),
+                        np.concatenate(matches, axis=1) if matches else np.zeros((n_iou, 0), bool),
+                        np.concatenate(ignore, axis=1) if ignore else np.zeros((n_iou, 0), bool),
+                        np.asarray(n_gt, np.int64), np.asarray(n_det, np.int64))
 
 
 def _with_starts(scores, matches, ignore, n_gt, n_det) -> tuple:
